@@ -1,0 +1,354 @@
+-- 30_state.sql: the step and task state machine.
+--
+-- Steps go waiting -> ready -> running -> succeeded | failed | skipped |
+-- cancelled; tasks go queued -> running -> completed | failed | cancelled.
+-- Every function here runs inside the transaction that records the
+-- change, so dependents are released, tasks finished and events sent
+-- exactly once.  Lock order, to stay free of deadlocks: the task row
+-- first, then its step rows.  Callers lock the task row.
+
+-- _event: tell UIs on channel dwa_events that something changed.
+CREATE OR REPLACE FUNCTION dwa._event(p_task_id bigint, p_step_id text,
+    p_event text, p_data jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT pg_notify('dwa_events', json_strip_nulls(json_build_object(
+        'task_id', p_task_id, 'step_id', p_step_id, 'event', p_event,
+        'data', p_data))::text)
+$$;
+COMMENT ON FUNCTION dwa._event(bigint, text, text, jsonb) IS
+    'NOTIFY dwa_events with a small JSON event for UIs';
+
+-- _retry_delay: the backoff before attempt p_attempt + 1, without jitter.
+CREATE OR REPLACE FUNCTION dwa._retry_delay(p_retry jsonb, p_attempt integer)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT make_interval(secs => least(
+        coalesce((p_retry #>> '{backoff,maxMs}')::double precision, 60000),
+        coalesce((p_retry #>> '{backoff,initialMs}')::double precision, 1000)
+        * power(coalesce((p_retry #>> '{backoff,factor}')::double precision, 2),
+                greatest(p_attempt - 1, 0))) / 1000.0)
+$$;
+COMMENT ON FUNCTION dwa._retry_delay(jsonb, integer) IS
+    'Exponential backoff: min(maxMs, initialMs * factor^(attempt-1)); defaults 1000, 2, 60000';
+
+-- _ctx: the template context of a step: payload, task and the outputs of
+-- the steps its templates read (p_refs, step indexes).
+CREATE OR REPLACE FUNCTION dwa._ctx(p_task dwa.tasks, p_refs jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'payload', p_task.payload,
+        'task', jsonb_build_object('id', p_task.id, 'type', p_task.type),
+        'steps', coalesce((
+            SELECT jsonb_object_agg(s.step_id, s.output)
+                   || jsonb_object_agg(s.step_index::text, s.output)
+              FROM dwa.steps s
+             WHERE s.task_id = p_task.id AND s.item_index IS NULL
+               AND s.step_index IN (SELECT jsonb_array_elements_text(
+                       coalesce(p_refs, '[]'))::integer)), '{}'))
+$$;
+COMMENT ON FUNCTION dwa._ctx(dwa.tasks, jsonb) IS
+    'Template context of a step: payload, task, and the outputs its templates read';
+
+-- _complete_task: all steps succeeded: record the result.
+CREATE OR REPLACE FUNCTION dwa._complete_task(p_task_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE dwa.tasks t
+       SET status = 'completed', progress = 100, finished_at = now(),
+           result = (SELECT CASE WHEN count(*) = 1 THEN (array_agg(s.output))[1]
+                                 ELSE jsonb_object_agg(s.step_id, s.output) END
+                       FROM dwa.steps s
+                      WHERE s.task_id = p_task_id AND s.item_index IS NULL
+                        AND cardinality(s.dependents) = 0)
+     WHERE t.id = p_task_id AND t.status IN ('queued', 'running');
+    IF FOUND THEN
+        PERFORM dwa._event(p_task_id, NULL, 'completed');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._complete_task(bigint) IS
+    'Mark a task completed; its result is its sink step''s output (or sinks keyed by id)';
+
+-- _fail_task: a step failed for good: skip what has not started, cancel
+-- what runs, and record the error.
+CREATE OR REPLACE FUNCTION dwa._fail_task(p_task_id bigint, p_error text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE dwa.tasks SET status = 'failed', error = p_error, finished_at = now()
+     WHERE id = p_task_id AND status IN ('queued', 'running');
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE dwa.steps SET status = 'skipped', finished_at = now()
+     WHERE task_id = p_task_id AND status IN ('waiting', 'ready');
+    UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
+     WHERE task_id = p_task_id AND status = 'running';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('dwa_cancel', p_task_id::text);
+    END IF;
+    PERFORM dwa._event(p_task_id, NULL, 'failed', to_jsonb(p_error));
+END
+$$;
+COMMENT ON FUNCTION dwa._fail_task(bigint, text) IS
+    'Fail a task: skip waiting/ready steps, cancel running ones, record the error';
+
+-- _step_failed: a step failed permanently (or ran out of attempts).
+CREATE OR REPLACE FUNCTION dwa._step_failed(p_id bigint, p_error text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s dwa.steps;
+BEGIN
+    UPDATE dwa.steps SET status = 'failed', error = p_error, finished_at = now(),
+           lease_until = NULL
+     WHERE id = p_id RETURNING * INTO s;
+    IF s.item_index IS NOT NULL THEN
+        UPDATE dwa.steps SET status = 'failed', finished_at = now(),
+               error = format('element %s: %s', s.item_index, p_error)
+         WHERE task_id = s.task_id AND step_index = s.step_index
+           AND item_index IS NULL;
+        PERFORM dwa._fail_task(s.task_id, format('step "%s" element %s: %s',
+            s.step_id, s.item_index, p_error));
+    ELSE
+        PERFORM dwa._event(s.task_id, s.step_id, 'step_failed', to_jsonb(p_error));
+        PERFORM dwa._fail_task(s.task_id, format('step "%s": %s', s.step_id, p_error));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._step_failed(bigint, text) IS
+    'Fail a step for good, and with it its task';
+
+-- _make_ready: every dependency of a waiting step succeeded: build its
+-- input (or expand its forEach) and make it claimable.  A template with no
+-- value fails the step permanently.
+CREATE OR REPLACE FUNCTION dwa._make_ready(p_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s dwa.steps;
+    t dwa.tasks;
+    ctx jsonb;
+    inp jsonb;
+    arr jsonb;
+    n integer;
+    msg text;
+BEGIN
+    SELECT * INTO s FROM dwa.steps WHERE id = p_id;
+    SELECT * INTO t FROM dwa.tasks WHERE id = s.task_id;
+    BEGIN
+        ctx := dwa._ctx(t, s.def -> 'refs');
+        IF jsonb_typeof(s.def -> 'forEach') IN ('string', 'array') THEN
+            arr := dwa._render(s.def -> 'forEach', ctx);
+            IF jsonb_typeof(arr) <> 'array' THEN
+                RAISE EXCEPTION 'forEach gave % instead of an array', jsonb_typeof(arr)
+                    USING ERRCODE = '22023';
+            END IF;
+            n := jsonb_array_length(arr);
+            IF n = 0 THEN
+                UPDATE dwa.steps SET status = 'succeeded', output = '[]', fe_total = 0,
+                       fe_remaining = 0, started_at = now(), finished_at = now()
+                 WHERE id = p_id;
+                PERFORM dwa._step_succeeded(p_id);
+                RETURN;
+            END IF;
+            INSERT INTO dwa.steps (task_id, step_index, item_index, step_id, task,
+                status, queue, priority, backend, run_after, max_attempts, timeout, input)
+            SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
+                   CASE WHEN e.i <= coalesce(s.fe_concurrency, n) THEN 'ready' ELSE 'waiting' END,
+                   s.queue, s.priority, s.backend, now(), s.max_attempts, s.timeout,
+                   CASE WHEN (s.def ->> 'hasInput')::boolean
+                        THEN dwa._render(s.def -> 'input', ctx, e.v, (e.i - 1)::integer)
+                        ELSE e.v END
+              FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
+            UPDATE dwa.steps SET status = 'running', fe_total = n, fe_remaining = n,
+                   started_at = now()
+             WHERE id = p_id;
+            PERFORM pg_notify('dwa_wake', '');
+            RETURN;
+        END IF;
+        IF (s.def ->> 'hasInput')::boolean THEN
+            inp := dwa._render(s.def -> 'input', ctx);
+        ELSIF cardinality(s.depends_on) = 0 THEN
+            inp := t.payload;
+        ELSIF cardinality(s.depends_on) = 1 THEN
+            SELECT output INTO inp FROM dwa.steps
+             WHERE task_id = s.task_id AND step_index = s.depends_on[1]
+               AND item_index IS NULL;
+        ELSE
+            SELECT jsonb_object_agg(step_id, output) INTO inp FROM dwa.steps
+             WHERE task_id = s.task_id AND step_index = ANY (s.depends_on)
+               AND item_index IS NULL;
+        END IF;
+        UPDATE dwa.steps SET status = 'ready', input = inp,
+               run_after = greatest(now(), t.run_at)
+         WHERE id = p_id;
+        -- Wake other daemons; identical notifications fold per transaction.
+        PERFORM pg_notify('dwa_wake', '');
+    EXCEPTION WHEN invalid_parameter_value THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        PERFORM dwa._step_failed(p_id, msg);
+    END;
+END
+$$;
+COMMENT ON FUNCTION dwa._make_ready(bigint) IS
+    'Render a step''s input (or expand its forEach) and make it ready; template errors fail it';
+
+-- _step_succeeded: a step's output is recorded: release what waited on it.
+CREATE OR REPLACE FUNCTION dwa._step_succeeded(p_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s dwa.steps;
+    p dwa.steps;
+    t dwa.tasks;
+    d record;
+BEGIN
+    SELECT * INTO s FROM dwa.steps WHERE id = p_id;
+    IF s.item_index IS NOT NULL THEN
+        -- A forEach element: count it, start the next one, and finish the
+        -- forEach step with the outputs in element order once all are in.
+        UPDATE dwa.steps SET fe_remaining = fe_remaining - 1
+         WHERE task_id = s.task_id AND step_index = s.step_index
+           AND item_index IS NULL
+        RETURNING * INTO p;
+        IF p.status <> 'running' THEN
+            RETURN;
+        END IF;
+        IF p.fe_remaining > 0 THEN
+            UPDATE dwa.steps SET status = 'ready', run_after = now()
+             WHERE id = (SELECT id FROM dwa.steps
+                          WHERE task_id = s.task_id AND step_index = s.step_index
+                            AND item_index IS NOT NULL AND status = 'waiting'
+                          ORDER BY item_index LIMIT 1);
+            PERFORM pg_notify('dwa_wake', '');
+            RETURN;
+        END IF;
+        UPDATE dwa.steps SET status = 'succeeded', finished_at = now(), progress = 100,
+               output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
+                           FROM dwa.steps c
+                          WHERE c.task_id = s.task_id AND c.step_index = s.step_index
+                            AND c.item_index IS NOT NULL)
+         WHERE id = p.id;
+        PERFORM dwa._step_succeeded(p.id);
+        RETURN;
+    END IF;
+
+    UPDATE dwa.tasks
+       SET steps_done = steps_done + 1,
+           progress = greatest(progress, (steps_done + 1) * 100 / steps_total),
+           status = 'running', started_at = coalesce(started_at, now())
+     WHERE id = s.task_id AND status IN ('queued', 'running')
+    RETURNING * INTO t;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF t.steps_total > 1 THEN
+        PERFORM dwa._event(s.task_id, s.step_id, 'step_succeeded');
+    END IF;
+    FOR d IN UPDATE dwa.steps SET remaining_deps = remaining_deps - 1
+              WHERE task_id = s.task_id AND item_index IS NULL
+                AND step_index = ANY (s.dependents) AND status = 'waiting'
+          RETURNING id, remaining_deps
+    LOOP
+        IF d.remaining_deps = 0 THEN
+            PERFORM dwa._make_ready(d.id);
+        END IF;
+    END LOOP;
+    IF t.steps_done >= t.steps_total THEN
+        PERFORM dwa._complete_task(s.task_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._step_succeeded(bigint) IS
+    'After a step succeeded: advance its forEach or release its dependents; finish the task';
+
+-- _finish_run: record the end of one run.  p_outcome is ok, transient,
+-- permanent or lost (the lease ran out or the worker died).  Returns false,
+-- changing nothing, when the run no longer holds its step: lease lost,
+-- reclaimed, or the task cancelled.
+CREATE OR REPLACE FUNCTION dwa._finish_run(p_id bigint, p_run_id bigint,
+    p_outcome text, p_output jsonb, p_error text, p_retry_after interval)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_task bigint;
+    s dwa.steps;
+    policy jsonb;
+    delay interval;
+BEGIN
+    -- A run whose lease has ended lost its step, even before _reap
+    -- requeues it: only the reaper's 'lost' may still finish it.
+    SELECT task_id INTO v_task FROM dwa.steps
+     WHERE id = p_id AND run_id = p_run_id AND status = 'running'
+       AND (p_outcome = 'lost' OR lease_until >= now());
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM dwa.tasks WHERE id = v_task FOR UPDATE;
+    SELECT * INTO s FROM dwa.steps
+     WHERE id = p_id AND run_id = p_run_id AND status = 'running'
+       AND (p_outcome = 'lost' OR lease_until >= now()) FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+
+    CASE p_outcome
+    WHEN 'ok' THEN
+        UPDATE dwa.steps SET status = 'succeeded', output = p_output, error = NULL,
+               finished_at = now(), lease_until = NULL, progress = 100
+         WHERE id = p_id;
+        PERFORM dwa._step_succeeded(p_id);
+    WHEN 'transient', 'lost' THEN
+        IF p_retry_after IS NOT NULL THEN
+            -- The executor named the time: retry then, without spending
+            -- an attempt.
+            UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
+                   run_after = now() + p_retry_after, attempt = attempt - 1
+             WHERE id = p_id;
+        ELSIF s.attempt < s.max_attempts THEN
+            IF p_outcome = 'lost' THEN
+                delay := interval '0';
+            ELSE
+                -- A forEach element has no def: its step's policy holds.
+                SELECT coalesce(s.def -> 'retry', p.def -> 'retry', t.retry, tt.retry)
+                  INTO policy
+                  FROM dwa.tasks t LEFT JOIN dwa.task_types tt ON tt.name = s.task
+                  LEFT JOIN dwa.steps p ON s.item_index IS NOT NULL
+                       AND p.task_id = s.task_id AND p.step_index = s.step_index
+                       AND p.item_index IS NULL
+                 WHERE t.id = s.task_id;
+                delay := dwa._retry_delay(policy, s.attempt) * (0.5 + random() / 2);
+            END IF;
+            UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
+                   run_after = now() + delay
+             WHERE id = p_id;
+        ELSE
+            PERFORM dwa._step_failed(p_id, format('%s (after %s attempts)',
+                p_error, s.attempt));
+        END IF;
+    WHEN 'permanent' THEN
+        PERFORM dwa._step_failed(p_id, p_error);
+    ELSE
+        RAISE EXCEPTION 'unknown outcome "%"', p_outcome USING ERRCODE = '22023';
+    END CASE;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dwa._finish_run(bigint, bigint, text, jsonb, text, interval) IS
+    'Record the end of a run (ok, transient, permanent, lost); false if the run lost its step';

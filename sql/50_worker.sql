@@ -1,0 +1,318 @@
+-- 50_worker.sql: claiming and finishing runs, for dwad and external workers.
+--
+-- A claim locks ready steps with FOR UPDATE SKIP LOCKED in a MATERIALIZED
+-- CTE (so the planner cannot re-run the locking scan), gives each a fresh
+-- run id and a lease, and returns the rendered input.  Completion and
+-- failure name the run id: once the lease is lost or the task cancelled,
+-- the run id no longer matches a running step and nothing changes.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                    WHERE n.nspname = 'dwa' AND t.typname = 'claimed') THEN
+        CREATE TYPE dwa.claimed AS (
+            run_id      bigint,
+            task_id     bigint,
+            step_id     text,
+            item_index  integer,
+            task        text,
+            input       jsonb,
+            attempt     integer,
+            lease_until timestamptz,
+            id          bigint,
+            timeout_ms  bigint
+        );
+    END IF;
+END
+$$;
+COMMENT ON TYPE dwa.claimed IS 'One claimed run: what a worker needs to execute a step';
+
+-- _claim: claim up to p_n ready steps of the given types (NULL: any).
+CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
+    p_lease interval)
+RETURNS SETOF dwa.claimed
+LANGUAGE sql
+AS $$
+    WITH c AS MATERIALIZED (
+        SELECT s.id FROM dwa.steps s
+         WHERE s.status = 'ready' AND s.run_after <= now()
+           AND (p_types IS NULL OR s.task = ANY (p_types))
+         ORDER BY s.priority DESC, s.run_after, s.id
+         LIMIT p_n
+           FOR UPDATE SKIP LOCKED
+    ), u AS (
+        UPDATE dwa.steps s
+           SET status = 'running', run_id = nextval('dwa.run_id_seq'),
+               worker_id = p_worker, attempt = s.attempt + 1,
+               lease_until = now() + p_lease, started_at = now(), progress = NULL
+          FROM c WHERE s.id = c.id
+        RETURNING s.*
+    ), t AS (
+        -- Tasks start running with their first step.  SKIP LOCKED: a task
+        -- row locked by a finisher or a cancel is left for them.
+        UPDATE dwa.tasks t SET status = 'running', started_at = now()
+         WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
+                         WHERE tt.id IN (SELECT u.task_id FROM u)
+                           AND tt.status = 'queued'
+                           FOR UPDATE SKIP LOCKED)
+    )
+    SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
+           u.attempt, u.lease_until, u.id,
+           (extract(epoch FROM u.timeout) * 1000)::bigint
+      FROM u
+     ORDER BY u.priority DESC, u.id
+$$;
+COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval) IS
+    'Claim ready steps (SKIP LOCKED), give each a run id and a lease';
+
+-- _sql_worker: the id of an external worker, registered on first use.
+CREATE OR REPLACE FUNCTION dwa._sql_worker(p_name text)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    IF p_name IS NULL OR p_name = '' THEN
+        PERFORM dwa._reject('worker: must be a non-empty name', 'worker');
+    END IF;
+    UPDATE dwa.workers SET last_seen = now()
+     WHERE kind = 'sql' AND name = p_name RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        INSERT INTO dwa.workers (name, kind) VALUES (p_name, 'sql')
+        ON CONFLICT (name) WHERE kind = 'sql' DO UPDATE SET last_seen = now()
+        RETURNING id INTO v_id;
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION dwa._sql_worker(text) IS 'Find or register an external worker by name';
+
+-- claim: the external-worker API (SPEC section 4).
+CREATE OR REPLACE FUNCTION dwa.claim(p_worker text, p_types text[],
+    p_n integer DEFAULT 1, p_lease interval DEFAULT '30 seconds')
+RETURNS TABLE (run_id bigint, task_id bigint, step_id text, item_index integer,
+    task text, input jsonb, attempt integer, lease_until timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_n IS NULL OR p_n < 1 OR p_n > 1000 THEN
+        PERFORM dwa._reject('n: must be between 1 and 1000', 'n');
+    END IF;
+    IF p_lease IS NULL OR p_lease < interval '1 second' THEN
+        PERFORM dwa._reject('lease: must be at least 1 second', 'lease');
+    END IF;
+    RETURN QUERY
+        SELECT c.run_id, c.task_id, c.step_id, c.item_index, c.task, c.input,
+               c.attempt, c.lease_until
+          FROM dwa._claim(dwa._sql_worker(p_worker), p_types, p_n, p_lease) c;
+END
+$$;
+COMMENT ON FUNCTION dwa.claim(text, text[], integer, interval) IS
+    'Claim up to n ready steps of the given task types for an external worker';
+
+-- heartbeat: extend the leases of runs still held; returns those run ids.
+CREATE OR REPLACE FUNCTION dwa.heartbeat(p_worker text, p_run_ids bigint[],
+    p_lease interval DEFAULT '30 seconds')
+RETURNS bigint[]
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (
+        UPDATE dwa.workers SET last_seen = now()
+         WHERE kind = 'sql' AND name = p_worker RETURNING id
+    ), u AS (
+        UPDATE dwa.steps SET lease_until = now() + p_lease
+         WHERE run_id = ANY (p_run_ids) AND status = 'running'
+           AND lease_until >= now()
+        RETURNING run_id
+    )
+    SELECT coalesce(array_agg(run_id ORDER BY run_id), '{}') FROM u
+$$;
+COMMENT ON FUNCTION dwa.heartbeat(text, bigint[], interval) IS
+    'Extend the leases of running runs; returns the run ids still held';
+
+-- progress: report 0-100 for a run, with optional data for UIs.
+CREATE OR REPLACE FUNCTION dwa.progress(p_run_id bigint, p_progress numeric,
+    p_data jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    pct integer := greatest(0, least(100, round(coalesce(p_progress, 0))));
+BEGIN
+    UPDATE dwa.steps SET progress = pct
+     WHERE run_id = p_run_id AND status = 'running'
+    RETURNING task_id, step_id, item_index INTO s;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF s.item_index IS NULL THEN
+        UPDATE dwa.tasks
+           SET progress = greatest(progress, least(99, (steps_done * 100 + pct) / steps_total))
+         WHERE id = s.task_id AND status IN ('queued', 'running');
+    END IF;
+    PERFORM dwa._event(s.task_id, s.step_id, 'progress',
+        jsonb_build_object('progress', pct) || coalesce(
+            CASE WHEN p_data IS NULL THEN NULL
+                 ELSE jsonb_build_object('data', p_data) END, '{}'));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dwa.progress(bigint, numeric, jsonb) IS
+    'Report the progress (0-100) of a run; false if the run no longer holds its step';
+
+-- complete: a run succeeded with p_output.
+CREATE OR REPLACE FUNCTION dwa.complete(p_run_id bigint, p_output jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT dwa._finish_run(s.id, s.run_id, 'ok',
+               coalesce(p_output, 'null'), NULL, NULL)
+                       FROM dwa.steps s
+                      WHERE s.run_id = p_run_id AND s.status = 'running'), false)
+$$;
+COMMENT ON FUNCTION dwa.complete(bigint, jsonb) IS
+    'Record a run''s output; false, changing nothing, if its lease was lost or its task cancelled';
+
+-- fail: a run failed; retryable errors are retried with backoff, or at
+-- retry_after without spending an attempt.
+CREATE OR REPLACE FUNCTION dwa.fail(p_run_id bigint, p_error text,
+    retryable boolean DEFAULT true, retry_after interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT dwa._finish_run(s.id, s.run_id,
+               CASE WHEN retryable THEN 'transient' ELSE 'permanent' END, NULL,
+               coalesce(nullif(p_error, ''), 'failed'),
+               CASE WHEN retryable THEN retry_after END)
+                       FROM dwa.steps s
+                      WHERE s.run_id = p_run_id AND s.status = 'running'), false)
+$$;
+COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
+    'Record a run''s failure; false, changing nothing, if its lease was lost or its task cancelled';
+
+-- _finish_batch: dwad's completion path: many runs in one transaction.
+-- p_runs is an array of {id, run, outcome, output, error, retryAfterMs}.
+CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
+RETURNS bigint[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r record;
+    refused bigint[] := '{}';
+BEGIN
+    FOR r IN SELECT (e ->> 'id')::bigint AS id, (e ->> 'run')::bigint AS run,
+                    e ->> 'outcome' AS outcome, e -> 'output' AS output,
+                    e ->> 'error' AS error,
+                    make_interval(secs => (e ->> 'retryAfterMs')::double precision / 1000)
+                        AS retry_after,
+                    s.task_id
+               FROM jsonb_array_elements(p_runs) e
+               LEFT JOIN dwa.steps s ON s.id = (e ->> 'id')::bigint
+              ORDER BY s.task_id, (e ->> 'id')::bigint
+    LOOP
+        IF NOT dwa._finish_run(r.id, r.run, r.outcome, r.output, r.error, r.retry_after) THEN
+            refused := refused || r.run;
+        END IF;
+    END LOOP;
+    RETURN refused;
+END
+$$;
+COMMENT ON FUNCTION dwa._finish_batch(jsonb) IS
+    'Finish many runs at once (task order, so concurrent batches cannot deadlock); returns refused run ids';
+
+-- _register: a daemon announces itself and holds a session advisory lock
+-- on its id for as long as its connection lives.
+CREATE OR REPLACE FUNCTION dwa._register(p_name text, p_hostname text, p_pid integer,
+    p_version text, p_concurrency integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    INSERT INTO dwa.workers (name, kind, hostname, pid, version, concurrency)
+    VALUES (p_name, 'daemon', p_hostname, p_pid, p_version, p_concurrency)
+    RETURNING id INTO v_id;
+    PERFORM pg_advisory_lock(dwa._lock_class(), v_id);
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION dwa._register(text, text, integer, text, integer) IS
+    'Register a daemon and take the session lock that tells others it is alive';
+
+-- _lock_class: first key of the daemons' advisory locks ("DWA").
+CREATE OR REPLACE FUNCTION dwa._lock_class()
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 4478785 $$;
+COMMENT ON FUNCTION dwa._lock_class() IS 'First key of the daemons'' session advisory locks';
+
+-- _renew: a daemon extends the leases of its runs (and adopts them after a
+-- reconnect); returns the run ids it no longer holds, to abort them.
+CREATE OR REPLACE FUNCTION dwa._renew(p_worker integer, p_run_ids bigint[],
+    p_lease interval)
+RETURNS bigint[]
+LANGUAGE sql
+AS $$
+    WITH w AS (
+        UPDATE dwa.workers SET last_seen = now() WHERE id = p_worker RETURNING id
+    ), u AS (
+        UPDATE dwa.steps SET lease_until = now() + p_lease, worker_id = p_worker
+         WHERE run_id = ANY (p_run_ids) AND status = 'running'
+           AND lease_until >= now()
+        RETURNING run_id
+    )
+    SELECT coalesce(array_agg(x ORDER BY x), '{}')
+      FROM unnest(p_run_ids) x WHERE x NOT IN (SELECT run_id FROM u)
+$$;
+COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
+    'Extend a daemon''s leases; returns the run ids it lost';
+
+-- _reap: requeue the runs of daemons whose session is gone and of leases
+-- that ran out.  Any daemon may call it; it is safe to run concurrently.
+CREATE OR REPLACE FUNCTION dwa._reap()
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    dead integer[];
+    r record;
+    n integer := 0;
+BEGIN
+    WITH live AS MATERIALIZED (
+        SELECT l.objid::integer AS id FROM pg_catalog.pg_locks l
+         WHERE l.locktype = 'advisory' AND l.classid = dwa._lock_class()::oid
+           AND l.objsubid = 2 AND l.granted
+    )
+    SELECT coalesce(array_agg(w.id), '{}') INTO dead FROM dwa.workers w
+     WHERE w.kind = 'daemon' AND w.id NOT IN (SELECT id FROM live);
+    FOR r IN SELECT s.id, s.run_id, s.worker_id, s.lease_until < now() AS expired
+               FROM dwa.steps s
+              WHERE s.status = 'running' AND s.run_id IS NOT NULL
+                AND (s.lease_until < now() OR s.worker_id = ANY (dead))
+              ORDER BY s.task_id, s.id
+    LOOP
+        IF dwa._finish_run(r.id, r.run_id, 'lost', NULL,
+            CASE WHEN r.expired THEN 'lease expired: the worker stopped renewing it'
+                 ELSE format('worker %s is gone', r.worker_id) END, NULL) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    DELETE FROM dwa.workers WHERE id = ANY (dead);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dwa._reap() IS
+    'Requeue runs of dead daemons and expired leases; returns how many';

@@ -1,0 +1,149 @@
+-- 60_admin.sql: cancel, retry (resume) and prune.
+
+-- _task_locked: lock a task row for a change, or raise "not found".
+CREATE OR REPLACE FUNCTION dwa._task_locked(p_task_id bigint)
+RETURNS dwa.tasks
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    t dwa.tasks;
+BEGIN
+    SELECT * INTO t FROM dwa.tasks WHERE id = p_task_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'task % not found', p_task_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN t;
+END
+$$;
+COMMENT ON FUNCTION dwa._task_locked(bigint) IS 'Lock a task row; raise P0002 when there is none';
+
+-- cancel: stop a task; true if it was queued or running.
+CREATE OR REPLACE FUNCTION dwa.cancel(p_task_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t dwa.tasks;
+    n integer;
+BEGIN
+    t := dwa._task_locked(p_task_id);
+    IF t.status NOT IN ('queued', 'running') THEN
+        RETURN false;
+    END IF;
+    UPDATE dwa.tasks SET status = 'cancelled', finished_at = now()
+     WHERE id = p_task_id;
+    UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
+     WHERE task_id = p_task_id AND status IN ('waiting', 'ready', 'running');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM pg_notify('dwa_cancel', p_task_id::text);
+    PERFORM dwa._event(p_task_id, NULL, 'cancelled');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dwa.cancel(bigint) IS
+    'Cancel a queued or running task: its steps stop, late completions are refused';
+
+-- retry: resume a failed or cancelled task.  Succeeded steps keep their
+-- outputs; failed, cancelled and skipped ones run again with fresh attempts.
+CREATE OR REPLACE FUNCTION dwa.retry(p_task_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t dwa.tasks;
+    r record;
+BEGIN
+    t := dwa._task_locked(p_task_id);
+    IF t.status NOT IN ('failed', 'cancelled') THEN
+        RAISE EXCEPTION 'task % is %: only failed or cancelled tasks can be retried',
+            p_task_id, t.status USING ERRCODE = '55000';
+    END IF;
+    UPDATE dwa.tasks SET status = CASE WHEN steps_done > 0 THEN 'running' ELSE 'queued' END,
+           error = NULL, result = NULL, finished_at = NULL
+     WHERE id = p_task_id;
+
+    -- forEach elements, then the forEach steps that were expanded.
+    UPDATE dwa.steps SET status = 'waiting', attempt = 0, error = NULL, run_id = NULL,
+           lease_until = NULL, started_at = NULL, finished_at = NULL, progress = NULL
+     WHERE task_id = p_task_id AND item_index IS NOT NULL
+       AND status IN ('failed', 'cancelled', 'skipped');
+    UPDATE dwa.steps p SET status = 'running', error = NULL, finished_at = NULL,
+           fe_remaining = (SELECT count(*) FROM dwa.steps c
+                            WHERE c.task_id = p.task_id AND c.step_index = p.step_index
+                              AND c.item_index IS NOT NULL AND c.status <> 'succeeded')
+     WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
+       AND p.status IN ('failed', 'cancelled', 'skipped');
+    UPDATE dwa.steps c SET status = 'ready', run_after = now()
+      FROM (SELECT e.id, row_number() OVER (PARTITION BY e.step_index ORDER BY e.item_index) AS rn,
+                   p.fe_concurrency
+              FROM dwa.steps e
+              JOIN dwa.steps p ON p.task_id = e.task_id AND p.step_index = e.step_index
+                              AND p.item_index IS NULL
+             WHERE e.task_id = p_task_id AND e.item_index IS NOT NULL
+               AND e.status = 'waiting') w
+     WHERE c.id = w.id AND w.rn <= coalesce(w.fe_concurrency, 2147483647);
+
+    -- Every other step that did not succeed waits for its dependencies again.
+    UPDATE dwa.steps s SET status = 'waiting', attempt = 0, error = NULL, run_id = NULL,
+           lease_until = NULL, started_at = NULL, finished_at = NULL, progress = NULL,
+           input = NULL,
+           remaining_deps = (SELECT count(*) FROM dwa.steps d
+                              WHERE d.task_id = s.task_id AND d.item_index IS NULL
+                                AND d.step_index = ANY (s.depends_on)
+                                AND d.status <> 'succeeded')
+     WHERE s.task_id = p_task_id AND s.item_index IS NULL AND s.fe_total IS NULL
+       AND s.status IN ('failed', 'cancelled', 'skipped');
+
+    FOR r IN SELECT id, fe_total FROM dwa.steps
+              WHERE task_id = p_task_id AND item_index IS NULL
+                AND ((status = 'waiting' AND remaining_deps = 0)
+                     OR (status = 'running' AND fe_total IS NOT NULL AND fe_remaining = 0))
+              ORDER BY step_index
+    LOOP
+        IF r.fe_total IS NULL THEN
+            PERFORM dwa._make_ready(r.id);
+        ELSE
+            UPDATE dwa.steps SET status = 'succeeded', finished_at = now(),
+                   output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
+                               FROM dwa.steps c, dwa.steps p
+                              WHERE p.id = r.id AND c.task_id = p.task_id
+                                AND c.step_index = p.step_index
+                                AND c.item_index IS NOT NULL)
+             WHERE id = r.id;
+            PERFORM dwa._step_succeeded(r.id);
+        END IF;
+    END LOOP;
+    PERFORM pg_notify('dwa_wake', '');
+    PERFORM dwa._event(p_task_id, NULL, 'retried');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dwa.retry(bigint) IS
+    'Resume a failed or cancelled task: re-run what did not succeed, keep succeeded outputs';
+
+-- prune: delete tasks (and their steps) finished longer ago than p_age.
+CREATE OR REPLACE FUNCTION dwa.prune(p_age interval)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF p_age IS NULL OR p_age < interval '0' THEN
+        PERFORM dwa._reject('older than: must be a duration >= 0', 'older_than');
+    END IF;
+    DELETE FROM dwa.tasks
+     WHERE finished_at < now() - p_age
+       AND status IN ('completed', 'failed', 'cancelled');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dwa.prune(interval) IS
+    'Delete finished tasks older than the given age, with their steps; returns how many';

@@ -1,0 +1,25 @@
+-- 90_grants.sql: who may do what.  Functions are revoked from PUBLIC and
+-- granted to the three roles; dwa_admin is a member of the other two.
+GRANT dwa_submitter, dwa_worker TO dwa_admin;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA dwa FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dwa FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA dwa FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA dwa TO dwa_submitter, dwa_worker, dwa_admin;
+
+GRANT SELECT ON dwa.tasks, dwa.task_steps, dwa.queue_stats, dwa.task_types
+    TO dwa_submitter, dwa_worker;
+GRANT INSERT ON dwa.tasks TO dwa_submitter;
+GRANT EXECUTE ON FUNCTION dwa.submit(jsonb), dwa.submit(text) TO dwa_submitter;
+GRANT EXECUTE ON FUNCTION dwa._duration(jsonb, text), dwa._reject(text, text, text)
+    TO dwa_submitter;
+
+GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval),
+    dwa.heartbeat(text, bigint[], interval), dwa.progress(bigint, numeric, jsonb),
+    dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval)
+    TO dwa_worker;
+
+GRANT ALL ON ALL TABLES IN SCHEMA dwa TO dwa_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA dwa TO dwa_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dwa TO dwa_admin;

@@ -1,0 +1,194 @@
+/*
+ * cmd-util.c: what several commands share: waiting for news of a task on
+ * channel dwa_events, and printing query results as aligned tables.
+ *
+ * A NOTIFY is only a hint.  Waiting always ends after the caller's poll
+ * interval too, so a missed notification (or one sent before LISTEN took
+ * effect) delays an answer by at most one interval and never hangs it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "pq.h"
+#include "util.h"
+#include "xmalloc.h"
+
+/* The five task states, for usage messages and validation. */
+const char *const cmd_task_states[] = {
+	"queued", "running", "completed", "failed", "cancelled", NULL
+};
+
+/* Return 1 if status is a final task state. */
+int
+cmd_task_finished(const char *status)
+{
+	return (strcmp(status, "completed") == 0 ||
+	    strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0);
+}
+
+/* Subscribe this session to dwa_events. */
+int
+cmd_listen(PGconn *conn, char **cause)
+{
+	return (pq_command(conn, "LISTEN dwa_events", cause));
+}
+
+/* Return 1 if a dwa_events payload concerns the task (or cannot be read). */
+static int
+cmd_event_matches(const char *payload, long long task_id)
+{
+	json_t		*ev, *id;
+	json_error_t	 err;
+	int		 match;
+
+	if ((ev = json_loads(payload, JSON_DECODE_ANY, &err)) == NULL)
+		return (1);
+	id = json_object_get(ev, "task_id");
+	match = !json_is_integer(id) || json_integer_value(id) == task_id;
+	json_decref(ev);
+	return (match);
+}
+
+/*
+ * Wait, blocked on the connection's socket, until the task had news or
+ * interval ms passed since 'since' (util_now_ms() of the caller's last
+ * look).  News sooner than CMD_MIN_GAP_MS after that look waits for the
+ * gap, so a burst of progress events costs one query, not one each.
+ * Returns 0, or -1 and a message when the connection failed.
+ */
+int
+cmd_wait_task(PGconn *conn, long long task_id, long long since,
+    long long interval, char **cause)
+{
+	PGnotify	*n;
+	struct pollfd	 pfd;
+	long long	 now, until;
+	int		 news = 0, rc;
+
+	for (;;) {
+		while ((n = PQnotifies(conn)) != NULL) {
+			if (cmd_event_matches(n->extra, task_id))
+				news = 1;
+			PQfreemem(n);
+		}
+		now = util_now_ms();
+		until = since + interval;
+		if (news && since + CMD_MIN_GAP_MS < until)
+			until = since + CMD_MIN_GAP_MS;
+		if (now >= until)
+			return (0);
+
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (pfd.fd < 0) {
+			*cause = xstrdup("lost the database connection");
+			return (-1);
+		}
+		rc = poll(&pfd, 1, (int)(until - now));
+		if (rc == -1) {
+			if (errno == EINTR)
+				continue;
+			xasprintf(cause, "poll: %s", strerror(errno));
+			return (-1);
+		}
+		if (rc > 0 && !PQconsumeInput(conn)) {
+			xasprintf(cause, "lost the database connection: %s",
+			    PQerrorMessage(conn));
+			(*cause)[strcspn(*cause, "\n")] = '\0';
+			return (-1);
+		}
+	}
+}
+
+/* Display width of UTF-8 text: its code points (close enough for tables). */
+static size_t
+cmd_width(const char *s)
+{
+	size_t	n = 0;
+
+	for (; *s != '\0'; s++) {
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	}
+	return (n);
+}
+
+/*
+ * Untrusted text made fit for one line: control characters escaped, then
+ * cut to max code points ("..." marks the cut; 0 means no limit).  The
+ * caller frees the result.
+ */
+char *
+cmd_escape(const char *s, size_t max)
+{
+	char	*out;
+	size_t	 i, n = 0;
+
+	out = log_escape(s);
+	if (max < 4 || cmd_width(out) <= max)
+		return (out);
+	for (i = 0; out[i] != '\0'; i++) {
+		if (((unsigned char)out[i] & 0xc0) != 0x80 && n++ == max - 3)
+			break;
+	}
+	memcpy(out + i, "...", 4);
+	return (out);
+}
+
+/*
+ * Print the first ncols columns of res as a table on stdout: a header of
+ * the column names, then one line per row, columns padded to line up.  NULL
+ * shows as "-"; each cell is escaped and cut to maxw code points.
+ */
+void
+cmd_table_print(const PGresult *res, int ncols, size_t maxw)
+{
+	char	**cell;
+	size_t	 *width, w;
+	int	  nrows, r, c;
+
+	nrows = PQntuples(res);
+	if (ncols > PQnfields(res))
+		ncols = PQnfields(res);
+	cell = xcalloc((size_t)(nrows + 1) * ncols, sizeof *cell);
+	width = xcalloc(ncols, sizeof *width);
+	for (c = 0; c < ncols; c++)
+		cell[c] = xstrdup(PQfname(res, c));
+	for (r = 0; r < nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			if (PQgetisnull(res, r, c))
+				cell[(r + 1) * ncols + c] = xstrdup("-");
+			else
+				cell[(r + 1) * ncols + c] = cmd_escape(
+				    PQgetvalue(res, r, c), maxw);
+		}
+	}
+	for (r = 0; r <= nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			if ((w = cmd_width(cell[r * ncols + c])) > width[c])
+				width[c] = w;
+		}
+	}
+	for (r = 0; r <= nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			fputs(cell[r * ncols + c], stdout);
+			if (c == ncols - 1)
+				break;
+			w = cmd_width(cell[r * ncols + c]);
+			printf("%*s", (int)(width[c] - w + 2), "");
+		}
+		putchar('\n');
+	}
+	for (r = 0; r < (nrows + 1) * ncols; r++)
+		free(cell[r]);
+	free(cell);
+	free(width);
+}

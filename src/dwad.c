@@ -1,0 +1,333 @@
+/*
+ * dwad.c: the daemon: options, start-up checks, the event loop and exit.
+ *
+ * Start-up order: parse options, connect once (blocking) to check the
+ * schema version and log the versions of everything, then run one libevent
+ * loop holding two connections (work: claims and ends; listen: LISTEN for
+ * wake-ups and cancels) and the scheduler.  SIGTERM/SIGINT drain, a second
+ * one exits at once; SIGHUP reopens the log file.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+#include "pq.h"
+#include "sched.h"
+#include "util.h"
+#include "xmalloc.h"
+
+static volatile int	 dwad_exiting;
+static int		 dwad_signalled;
+static struct sched	*dwad_sched;
+
+static __dead void
+usage(int code)
+{
+	FILE	*f = code == 0 ? stdout : stderr;
+
+	fprintf(f,
+"usage: dwad [OPTIONS]\n"
+"\n"
+"Run ready steps of DWA tasks from PostgreSQL.\n"
+"\n"
+"options:\n"
+"      --db URL            database (default: DATABASE_URL, PG* variables)\n"
+"  -n, --name NAME         name in dwa.workers (default: dwad@HOST:PID)\n"
+"  -c, --concurrency N     steps run at once (default: 16)\n"
+"      --batch N           most steps claimed per query (default: 64)\n"
+"      --lease DUR         lease of a running step, renewed at a third (default: 30s)\n"
+"      --poll DUR          look for work at least this often (default: 1s)\n"
+"      --reap DUR          look for dead daemons this often (default: 1s)\n"
+"      --grace DUR         on SIGTERM, wait this long for runs (default: 30s)\n"
+"  -l, --log-file PATH     log there instead of stderr (reopened on SIGHUP)\n"
+"  -v, --verbose           more log (repeat for trace)\n"
+"  -q, --quiet             log warnings and errors only\n"
+"  -V, --version           show the version\n"
+"  -h, --help              show this help\n");
+	exit(code);
+}
+
+static void
+die(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fprintf(stderr, "dwad: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(DWA_EXIT_FAILURE);
+}
+
+static int64_t
+opt_duration(const char *name, const char *arg, int64_t min)
+{
+	int64_t	 ms;
+	char	*cause;
+
+	if (util_parse_duration(arg, &ms, &cause) != 0) {
+		fprintf(stderr, "dwad: --%s: %s\n", name, cause);
+		exit(DWA_EXIT_USAGE);
+	}
+	if (ms < min) {
+		fprintf(stderr, "dwad: --%s: must be at least %" PRId64 " ms\n",
+		    name, min);
+		exit(DWA_EXIT_USAGE);
+	}
+	return (ms);
+}
+
+static int
+opt_int(const char *name, const char *arg, long min, long max)
+{
+	long	 v;
+	char	*cause;
+
+	if (util_parse_int(arg, min, max, &v, &cause) != 0) {
+		fprintf(stderr, "dwad: --%s: %s\n", name, cause);
+		exit(DWA_EXIT_USAGE);
+	}
+	return ((int)v);
+}
+
+static void
+dwad_signal_cb(evutil_socket_t sig, short events __unused, void *arg)
+{
+	struct event_base	*base = arg;
+	char			*cause = NULL;
+
+	switch (sig) {
+	case SIGHUP:
+		if (log_reopen(&cause) != 0) {
+			log_error("%s", cause);
+			free(cause);
+		} else
+			log_info("log reopened");
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (dwad_signalled++ > 0) {
+			log_info("second signal: exiting now");
+			dwad_exiting = 1;
+			event_base_loopbreak(base);
+			break;
+		}
+		sched_drain(dwad_sched);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+dwad_work_state_cb(struct db *db __unused, int up, void *arg)
+{
+	sched_db_state(arg, up);
+}
+
+static void
+dwad_listen_state_cb(struct db *db __unused, int up, void *arg)
+{
+	/* Notifications sent while we were away are lost: look once. */
+	if (up)
+		sched_wake(arg);
+}
+
+static void
+dwad_notify_cb(const char *channel, const char *payload, void *arg)
+{
+	if (strcmp(channel, "dwa_cancel") == 0)
+		sched_cancel_task(arg, strtoll(payload, NULL, 10));
+	else
+		sched_wake(arg);
+}
+
+static void
+dwad_libevent_log_cb(int severity, const char *msg)
+{
+	log_debug("libevent (%d): %s", severity, msg);
+}
+
+/* Check the database once before the loop starts; exit if unusable. */
+static void
+dwad_check_database(const char *url)
+{
+	PGconn		*conn;
+	PGresult	*res;
+	char		*cause;
+
+	if ((conn = pq_connect(url, "dwad", &cause)) == NULL)
+		die("%s", cause);
+	if (migrate_check(conn, &cause) != 0) {
+		PQfinish(conn);
+		die("%s", cause);
+	}
+	res = pq_exec(conn, "SELECT max(version) FROM dwa.schema_migrations",
+	    0, NULL, &cause);
+	log_info("PostgreSQL %d, schema %s", PQserverVersion(conn),
+	    res != NULL ? PQgetvalue(res, 0, 0) : "?");
+	if (res != NULL)
+		PQclear(res);
+	else
+		free(cause);
+	PQfinish(conn);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'D' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "batch", required_argument, NULL, 'B' },
+		{ "lease", required_argument, NULL, 'L' },
+		{ "poll", required_argument, NULL, 'P' },
+		{ "reap", required_argument, NULL, 'R' },
+		{ "grace", required_argument, NULL, 'G' },
+		{ "log-file", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct sched_config	 cfg = {
+		.concurrency = 16, .batch = 64, .lease_ms = 30000,
+		.poll_ms = 1000, .reap_ms = 1000, .grace_ms = 30000,
+	};
+	struct event_base	*base;
+	struct event		*ev_term, *ev_int, *ev_hup;
+	struct db		*work, *listen;
+	const char		*url = NULL, *log_path = NULL;
+	char			*name = NULL, host[256], *cause = NULL;
+	int			 ch, level = LOG_INFO;
+
+	while ((ch = getopt_long(argc, argv, "n:c:l:vqVh", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'D':
+			url = optarg;
+			break;
+		case 'n':
+			if (*optarg == '\0')
+				die("--name: must not be empty");
+			free(name);
+			name = xstrdup(optarg);
+			break;
+		case 'c':
+			cfg.concurrency = opt_int("concurrency", optarg, 1, 100000);
+			break;
+		case 'B':
+			cfg.batch = opt_int("batch", optarg, 1, 1000);
+			break;
+		case 'L':
+			cfg.lease_ms = opt_duration("lease", optarg, 1000);
+			break;
+		case 'P':
+			cfg.poll_ms = opt_duration("poll", optarg, 10);
+			break;
+		case 'R':
+			cfg.reap_ms = opt_duration("reap", optarg, 100);
+			break;
+		case 'G':
+			cfg.grace_ms = opt_duration("grace", optarg, 0);
+			break;
+		case 'l':
+			log_path = optarg;
+			break;
+		case 'v':
+			if (level < LOG_TRACE)
+				level++;
+			break;
+		case 'q':
+			level = LOG_WARN;
+			break;
+		case 'V':
+			printf("dwad %s\n", DWA_VERSION);
+			return (DWA_EXIT_OK);
+		case 'h':
+			usage(DWA_EXIT_OK);
+		default:
+			usage(DWA_EXIT_USAGE);
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "dwad: unexpected argument '%s'\n", argv[optind]);
+		usage(DWA_EXIT_USAGE);
+	}
+	if (name == NULL) {
+		if (gethostname(host, sizeof host) != 0)
+			snprintf(host, sizeof host, "unknown");
+		host[sizeof host - 1] = '\0';
+		xasprintf(&name, "dwad@%s:%ld", host, (long)getpid());
+	}
+	cfg.name = name;
+	if (log_open("dwad", level, log_path, &cause) != 0)
+		die("%s", cause);
+
+	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(dwad_libevent_log_cb);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	dwad_check_database(url);
+
+	if ((base = event_base_new()) == NULL)
+		die("cannot create the event loop");
+	log_info("dwad %s starting: libevent %s (%s), libpq %d, %s, "
+	    "jansson %s", DWA_VERSION, event_get_version(),
+	    event_base_get_method(base), PQlibVersion(), curl_version(),
+	    JANSSON_VERSION);
+
+	/* The scheduler needs the connection and the connection its owner. */
+	work = db_create(base, url, "work", NULL, NULL);
+	dwad_sched = sched_create(base, work, &cfg);
+	db_set_state_cb(work, dwad_work_state_cb, dwad_sched);
+	listen = db_create(base, url, "listen", dwad_listen_state_cb,
+	    dwad_sched);
+	db_listen(listen, "dwa_wake", dwad_notify_cb, dwad_sched);
+	db_listen(listen, "dwa_cancel", dwad_notify_cb, dwad_sched);
+
+	ev_term = evsignal_new(base, SIGTERM, dwad_signal_cb, base);
+	ev_int = evsignal_new(base, SIGINT, dwad_signal_cb, base);
+	ev_hup = evsignal_new(base, SIGHUP, dwad_signal_cb, base);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+
+	db_start(work);
+	db_start(listen);
+	while (!dwad_exiting) {
+		event_base_loop(base, EVLOOP_ONCE);
+		sched_after_pass(dwad_sched);
+		if (sched_finished(dwad_sched))
+			dwad_exiting = 1;
+	}
+	log_info("exiting");
+
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	sched_free(dwad_sched);
+	db_free(listen);
+	db_free(work);
+	event_base_free(base);
+	curl_global_cleanup();
+	free(name);
+	log_close();
+	return (DWA_EXIT_OK);
+}

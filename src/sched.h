@@ -1,0 +1,38 @@
+/*
+ * sched.h: the scheduler: claims ready steps, runs them on executors,
+ * reports their ends in batches, keeps their leases and reaps the runs of
+ * dead daemons.
+ */
+#ifndef SCHED_H
+#define SCHED_H
+
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "db.h"
+#include "dwa.h"
+
+struct sched_config {
+	const char	*name;		/* this daemon in dwa.workers */
+	int		 concurrency;	/* runs at once */
+	int		 batch;		/* most steps claimed per query */
+	int64_t		 lease_ms;	/* lease granted per claim and renewal */
+	int64_t		 poll_ms;	/* claim at least this often */
+	int64_t		 reap_ms;	/* look for dead daemons this often */
+	int64_t		 grace_ms;	/* how long a drain waits for runs */
+};
+
+struct sched;
+
+struct sched	*sched_create(struct event_base *, struct db *,
+		     const struct sched_config *);
+void		 sched_free(struct sched *);
+void		 sched_db_state(struct sched *, int);
+void		 sched_wake(struct sched *);
+void		 sched_cancel_task(struct sched *, int64_t);
+void		 sched_after_pass(struct sched *);
+void		 sched_drain(struct sched *);
+int		 sched_finished(const struct sched *);
+
+#endif /* SCHED_H */

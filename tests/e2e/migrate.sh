@@ -1,0 +1,48 @@
+#!/bin/sh
+# migrate.sh: dwa migrate is idempotent and safe concurrently; dwad refuses
+# a database whose schema is missing or older than itself; dwad's options.
+. "$(dirname "$0")/../lib/harness.sh"
+plan 17
+
+db_setup --no-migrate
+
+out=$("$DWAD" 2>&1); rc=$?
+is "$rc" 1 "dwad exits 1 on a database without the schema"
+like "$out" "no DWA schema: run 'dwa migrate'" "and names dwa migrate"
+
+pids=""
+for i in 1 2 3 4 5; do
+	"$DWA" migrate --quiet >"$T_TMP/m$i.out" 2>&1 &
+	pids="$pids $!"
+done
+fails=0
+for p in $pids; do wait "$p" || fails=$((fails + 1)); done
+is "$fails" 0 "five concurrent migrates all succeed"
+is "$(sql 'SELECT count(*) FROM dwa.schema_migrations')" 1 "each migration recorded once"
+out=$("$DWA" migrate)
+is "$out" "schema at 0001_core (0 migrations applied)" "a second migrate applies nothing"
+is "$(sql "SELECT count(*) FROM dwa.task_types WHERE executor = 'builtin'")" 6 \
+	"the built-in task types are registered"
+is "$(sql "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'dwa\_%'")" \
+	"dwa_admin,dwa_submitter,dwa_worker" "the three roles exist"
+
+sql "UPDATE dwa.schema_migrations SET version = '0000'" >/dev/null
+out=$("$DWAD" 2>&1); rc=$?
+is "$rc" 1 "dwad exits 1 on an older schema"
+like "$out" "schema is at 0000, this build needs 0001: run 'dwa migrate'" "naming both versions"
+sql "UPDATE dwa.schema_migrations SET version = '0001'" >/dev/null
+
+out=$("$DWAD" --db "postgresql:///no_such_db?host=$PGHOST&port=$PGPORT" 2>&1); rc=$?
+is "$rc" 1 "dwad exits 1 when the database is unreachable"
+like "$out" "cannot connect to the database: .*set DATABASE_URL or --db" "saying what to set"
+
+out=$("$DWAD" --help); rc=$?
+is "$rc" 0 "dwad --help exits 0"
+like "$out" "--concurrency N" "and lists the options"
+out=$("$DWAD" --bogus 2>&1); rc=$?
+is "$rc" 2 "an unknown option is a usage error"
+out=$("$DWAD" --concurrency 0 2>&1); rc=$?
+is "$rc" 2 "--concurrency 0 is a usage error"
+like "$out" "concurrency: 0 is out of range" "with a message"
+out=$("$DWAD" --grace soon 2>&1)
+like "$out" 'grace: "soon" is not a duration' "a bad duration is named"
