@@ -152,7 +152,7 @@ cmd_demo() {
 cmd_check() {
 	install_missing
 	build build-check --enable-debug --enable-sanitizers
-	local tmp rc=0
+	local rc=0
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/dwa-check.XXXXXX")
 	chmod 755 "$tmp"
 	[ "$(id -u)" = 0 ] && chown postgres "$tmp"

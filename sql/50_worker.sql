@@ -28,11 +28,18 @@ $$;
 COMMENT ON TYPE dwa.claimed IS 'One claimed run: what a worker needs to execute a step';
 
 -- _claim: claim up to p_n ready steps of the given types (NULL: any).
+--
+-- PL/pgSQL with custom plans: planned with the real LIMIT and types each
+-- time, the partial ready index is the only sensible plan even right after
+-- a bulk load (a generic plan of this query may sort the whole table).
 CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
     p_lease interval)
 RETURNS SETOF dwa.claimed
-LANGUAGE sql
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
 AS $$
+BEGIN
+    RETURN QUERY
     WITH c AS MATERIALIZED (
         SELECT s.id FROM dwa.steps s
          WHERE s.status = 'ready' AND s.run_after <= now()
@@ -60,7 +67,8 @@ AS $$
            u.attempt, u.lease_until, u.id,
            (extract(epoch FROM u.timeout) * 1000)::bigint
       FROM u
-     ORDER BY u.priority DESC, u.id
+     ORDER BY u.priority DESC, u.id;
+END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval) IS
     'Claim ready steps (SKIP LOCKED), give each a run id and a lease';
@@ -204,6 +212,11 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 
 -- _finish_batch: dwad's completion path: many runs in one transaction.
 -- p_runs is an array of {id, run, outcome, output, error, retryAfterMs}.
+--
+-- Task rows are locked first, in id order, as every path that changes a
+-- task does, so concurrent batches and cancels cannot deadlock.  The common
+-- case, a single-step task whose run succeeded, is finished set-wise; every
+-- other end goes through dwa._finish_run.
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -211,7 +224,46 @@ AS $$
 DECLARE
     r record;
     refused bigint[] := '{}';
+    fast bigint[];
+    fast_tasks bigint[];
 BEGIN
+    PERFORM 1 FROM dwa.tasks t
+     WHERE t.id IN (SELECT s.task_id FROM dwa.steps s
+                     WHERE s.id IN (SELECT (e ->> 'id')::bigint
+                                      FROM jsonb_array_elements(p_runs) e))
+     ORDER BY t.id
+       FOR UPDATE;
+
+    WITH e AS (
+        SELECT * FROM jsonb_to_recordset(p_runs)
+            AS x(id bigint, run bigint, outcome text, output jsonb)
+         WHERE x.outcome = 'ok'
+    ), done AS (
+        UPDATE dwa.steps s
+           SET status = 'succeeded', output = coalesce(e.output, 'null'),
+               error = NULL, finished_at = now(), lease_until = NULL, progress = 100
+          FROM e
+         WHERE s.id = e.id AND s.run_id = e.run AND s.status = 'running'
+           AND s.lease_until >= now()
+           AND s.def IS NULL AND s.item_index IS NULL
+        RETURNING s.id, s.task_id, s.output
+    ), t AS (
+        UPDATE dwa.tasks t
+           SET status = 'completed', progress = 100, steps_done = 1,
+               result = done.output, finished_at = now(),
+               started_at = coalesce(t.started_at, now())
+          FROM done
+         WHERE t.id = done.task_id AND t.status IN ('queued', 'running')
+        RETURNING t.id
+    )
+    SELECT array_agg(done.id), (SELECT array_agg(t.id) FROM t)
+      INTO fast, fast_tasks
+      FROM done;
+
+    PERFORM pg_notify('dwa_events', json_build_object('task_id', x,
+            'event', 'completed')::text)
+       FROM unnest(fast_tasks) x;
+
     FOR r IN SELECT (e ->> 'id')::bigint AS id, (e ->> 'run')::bigint AS run,
                     e ->> 'outcome' AS outcome, e -> 'output' AS output,
                     e ->> 'error' AS error,
@@ -220,6 +272,7 @@ BEGIN
                     s.task_id
                FROM jsonb_array_elements(p_runs) e
                LEFT JOIN dwa.steps s ON s.id = (e ->> 'id')::bigint
+              WHERE NOT (e ->> 'id')::bigint = ANY (coalesce(fast, '{}'))
               ORDER BY s.task_id, (e ->> 'id')::bigint
     LOOP
         IF NOT dwa._finish_run(r.id, r.run, r.outcome, r.output, r.error, r.retry_after) THEN

@@ -145,7 +145,7 @@ run_end(struct run *run, enum exec_outcome outcome, json_t *output,
 	else
 		run_log(LOG_INFO, run, "failed (%s): %s", name,
 		    error != NULL ? error : "failed");
-	run->exec = NULL;
+	/* run_free aborts the executor run if it is still going. */
 	run_free(run);
 }
 
