@@ -49,8 +49,11 @@ COMMENT ON FUNCTION dwa._duration(jsonb, text) IS
 -- _template_exprs: every {{expr}} inside a JSON value, trimmed.
 CREATE OR REPLACE FUNCTION dwa._template_exprs(p_value jsonb)
 RETURNS SETOF text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
+BEGIN
+    -- PL/pgSQL rather than SQL: its plan is cached across calls.
+    RETURN QUERY
     WITH RECURSIVE walk(v) AS (
         SELECT p_value
         UNION ALL
@@ -65,7 +68,8 @@ AS $$
     SELECT btrim(m[1])
       FROM walk,
            LATERAL regexp_matches(walk.v #>> '{}', '\{\{([^{}]*)\}\}', 'g') m
-     WHERE jsonb_typeof(walk.v) = 'string'
+     WHERE jsonb_typeof(walk.v) = 'string';
+END
 $$;
 COMMENT ON FUNCTION dwa._template_exprs(jsonb) IS
     'The expressions of every {{template}} found in a JSON value';

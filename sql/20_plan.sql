@@ -159,6 +159,7 @@ DECLARE
     anc integer[];
     frontier integer[];
     plan jsonb[] := '{}';
+    sa jsonb[];
     deps_a jsonb[] := '{}';
     dependents jsonb;
 BEGIN
@@ -166,6 +167,9 @@ BEGIN
         PERFORM dwa._reject('steps: must be an array', 'steps');
     END IF;
     n := jsonb_array_length(p_steps);
+    -- One element each: indexing a large (toasted) jsonb would detoast
+    -- the whole array at every access.
+    sa := ARRAY(SELECT value FROM jsonb_array_elements(p_steps));
     IF n = 0 THEN
         PERFORM dwa._reject('steps: must not be empty (omit "steps" for a single-step task)',
             'steps');
@@ -176,7 +180,7 @@ BEGIN
 
     -- Shapes and ids.
     FOR i IN 0 .. n - 1 LOOP
-        st := p_steps -> i;
+        st := sa[i + 1];
         label := format('steps[%s]', i);
         IF jsonb_typeof(st) <> 'object' THEN
             PERFORM dwa._reject(label || ': must be an object', label);
@@ -255,7 +259,7 @@ BEGIN
 
     -- Dependencies: explicit (DAG) or implicit (pipeline).
     FOR i IN 0 .. n - 1 LOOP
-        st := p_steps -> i;
+        st := sa[i + 1];
         dl := '{}';
         IF any_deps THEN
             FOR d IN SELECT value FROM jsonb_array_elements(coalesce(st -> 'dependsOn', '[]'))
@@ -330,10 +334,11 @@ BEGIN
 
     -- Templates: known roots; steps.X must name an ancestor.
     FOR i IN 0 .. n - 1 LOOP
-        st := p_steps -> i;
+        st := sa[i + 1];
         refs := '{}';
         anc := NULL;
         FOR expr IN SELECT dwa._template_exprs(jsonb_build_array(st -> 'input', st -> 'forEach'))
+                     WHERE strpos(jsonb_build_array(st -> 'input', st -> 'forEach')::text, '{{') > 0
         LOOP
             root := split_part(expr, '.', 1);
             IF root IN ('payload', 'task') THEN

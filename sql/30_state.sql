@@ -36,22 +36,23 @@ COMMENT ON FUNCTION dwa._retry_delay(jsonb, integer) IS
 
 -- _ctx: the template context of a step: payload, task and the outputs of
 -- the steps its templates read (p_refs, step indexes).
-CREATE OR REPLACE FUNCTION dwa._ctx(p_task dwa.tasks, p_refs jsonb)
+CREATE OR REPLACE FUNCTION dwa._ctx(p_task_id bigint, p_type text, p_payload jsonb,
+    p_refs jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
 AS $$
     SELECT jsonb_build_object(
-        'payload', p_task.payload,
-        'task', jsonb_build_object('id', p_task.id, 'type', p_task.type),
+        'payload', p_payload,
+        'task', jsonb_build_object('id', p_task_id, 'type', p_type),
         'steps', coalesce((
             SELECT jsonb_object_agg(s.step_id, s.output)
                    || jsonb_object_agg(s.step_index::text, s.output)
               FROM dwa.steps s
-             WHERE s.task_id = p_task.id AND s.item_index IS NULL
+             WHERE s.task_id = p_task_id AND s.item_index IS NULL
                AND s.step_index IN (SELECT jsonb_array_elements_text(
                        coalesce(p_refs, '[]'))::integer)), '{}'))
 $$;
-COMMENT ON FUNCTION dwa._ctx(dwa.tasks, jsonb) IS
+COMMENT ON FUNCTION dwa._ctx(bigint, text, jsonb, jsonb) IS
     'Template context of a step: payload, task, and the outputs its templates read';
 
 -- _complete_task: all steps succeeded: record the result.
@@ -140,7 +141,7 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     s dwa.steps;
-    t dwa.tasks;
+    t record;
     ctx jsonb;
     inp jsonb;
     arr jsonb;
@@ -148,60 +149,75 @@ DECLARE
     msg text;
 BEGIN
     SELECT * INTO s FROM dwa.steps WHERE id = p_id;
-    SELECT * INTO t FROM dwa.tasks WHERE id = s.task_id;
-    BEGIN
-        ctx := dwa._ctx(t, s.def -> 'refs');
-        IF jsonb_typeof(s.def -> 'forEach') IN ('string', 'array') THEN
-            arr := dwa._render(s.def -> 'forEach', ctx);
-            IF jsonb_typeof(arr) <> 'array' THEN
-                RAISE EXCEPTION 'forEach gave % instead of an array', jsonb_typeof(arr)
-                    USING ERRCODE = '22023';
+    -- Only the columns needed: the task's steps definition may be large.
+    SELECT id, type, payload, run_at INTO t FROM dwa.tasks WHERE id = s.task_id;
+
+    IF jsonb_typeof(s.def -> 'forEach') IN ('string', 'array')
+        OR (s.def ->> 'hasInput')::boolean THEN
+        -- Templates: a missing value fails the step, not the transaction.
+        BEGIN
+            ctx := dwa._ctx(t.id, t.type, t.payload, s.def -> 'refs');
+            IF jsonb_typeof(s.def -> 'forEach') IN ('string', 'array') THEN
+                arr := dwa._render(s.def -> 'forEach', ctx);
+                IF jsonb_typeof(arr) <> 'array' THEN
+                    RAISE EXCEPTION 'forEach gave % instead of an array',
+                        jsonb_typeof(arr) USING ERRCODE = '22023';
+                END IF;
+                n := jsonb_array_length(arr);
+                IF n > 0 THEN
+                    INSERT INTO dwa.steps (task_id, step_index, item_index, step_id,
+                        task, status, queue, priority, backend, run_after,
+                        max_attempts, timeout, input)
+                    SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
+                           CASE WHEN e.i <= coalesce(s.fe_concurrency, n)
+                                THEN 'ready' ELSE 'waiting' END,
+                           s.queue, s.priority, s.backend, now(), s.max_attempts,
+                           s.timeout,
+                           CASE WHEN (s.def ->> 'hasInput')::boolean
+                                THEN dwa._render(s.def -> 'input', ctx, e.v,
+                                                 (e.i - 1)::integer)
+                                ELSE e.v END
+                      FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
+                END IF;
+            ELSE
+                inp := dwa._render(s.def -> 'input', ctx);
             END IF;
-            n := jsonb_array_length(arr);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            PERFORM dwa._step_failed(p_id, msg);
+            RETURN;
+        END;
+        IF arr IS NOT NULL THEN
             IF n = 0 THEN
                 UPDATE dwa.steps SET status = 'succeeded', output = '[]', fe_total = 0,
-                       fe_remaining = 0, started_at = now(), finished_at = now()
+                       fe_remaining = 0, started_at = now(),
+                       finished_at = now()
                  WHERE id = p_id;
                 PERFORM dwa._step_succeeded(p_id);
                 RETURN;
             END IF;
-            INSERT INTO dwa.steps (task_id, step_index, item_index, step_id, task,
-                status, queue, priority, backend, run_after, max_attempts, timeout, input)
-            SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
-                   CASE WHEN e.i <= coalesce(s.fe_concurrency, n) THEN 'ready' ELSE 'waiting' END,
-                   s.queue, s.priority, s.backend, now(), s.max_attempts, s.timeout,
-                   CASE WHEN (s.def ->> 'hasInput')::boolean
-                        THEN dwa._render(s.def -> 'input', ctx, e.v, (e.i - 1)::integer)
-                        ELSE e.v END
-              FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
             UPDATE dwa.steps SET status = 'running', fe_total = n, fe_remaining = n,
                    started_at = now()
              WHERE id = p_id;
             PERFORM pg_notify('dwa_wake', '');
             RETURN;
         END IF;
-        IF (s.def ->> 'hasInput')::boolean THEN
-            inp := dwa._render(s.def -> 'input', ctx);
-        ELSIF cardinality(s.depends_on) = 0 THEN
-            inp := t.payload;
-        ELSIF cardinality(s.depends_on) = 1 THEN
-            SELECT output INTO inp FROM dwa.steps
-             WHERE task_id = s.task_id AND step_index = s.depends_on[1]
-               AND item_index IS NULL;
-        ELSE
-            SELECT jsonb_object_agg(step_id, output) INTO inp FROM dwa.steps
-             WHERE task_id = s.task_id AND step_index = ANY (s.depends_on)
-               AND item_index IS NULL;
-        END IF;
-        UPDATE dwa.steps SET status = 'ready', input = inp,
-               run_after = greatest(now(), t.run_at)
-         WHERE id = p_id;
-        -- Wake other daemons; identical notifications fold per transaction.
-        PERFORM pg_notify('dwa_wake', '');
-    EXCEPTION WHEN invalid_parameter_value THEN
-        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-        PERFORM dwa._step_failed(p_id, msg);
-    END;
+    ELSIF cardinality(s.depends_on) = 0 THEN
+        inp := t.payload;
+    ELSIF cardinality(s.depends_on) = 1 THEN
+        SELECT output INTO inp FROM dwa.steps
+         WHERE task_id = s.task_id AND step_index = s.depends_on[1]
+           AND item_index IS NULL;
+    ELSE
+        SELECT jsonb_object_agg(step_id, output) INTO inp FROM dwa.steps
+         WHERE task_id = s.task_id AND step_index = ANY (s.depends_on)
+           AND item_index IS NULL;
+    END IF;
+    UPDATE dwa.steps SET status = 'ready', input = inp,
+           run_after = greatest(now(), t.run_at)
+     WHERE id = p_id;
+    -- Wake other daemons; identical notifications fold per transaction.
+    PERFORM pg_notify('dwa_wake', '');
 END
 $$;
 COMMENT ON FUNCTION dwa._make_ready(bigint) IS
@@ -215,7 +231,7 @@ AS $$
 DECLARE
     s dwa.steps;
     p dwa.steps;
-    t dwa.tasks;
+    t record;
     d record;
 BEGIN
     SELECT * INTO s FROM dwa.steps WHERE id = p_id;
@@ -230,12 +246,15 @@ BEGIN
             RETURN;
         END IF;
         IF p.fe_remaining > 0 THEN
+            -- Start the next waiting element, if any (steps_waiting_idx).
             UPDATE dwa.steps SET status = 'ready', run_after = now()
-             WHERE id = (SELECT id FROM dwa.steps
-                          WHERE task_id = s.task_id AND step_index = s.step_index
-                            AND item_index IS NOT NULL AND status = 'waiting'
-                          ORDER BY item_index LIMIT 1);
-            PERFORM pg_notify('dwa_wake', '');
+             WHERE id = (SELECT w.id FROM dwa.steps w
+                          WHERE w.task_id = s.task_id AND w.step_index = s.step_index
+                            AND w.item_index IS NOT NULL AND w.status = 'waiting'
+                          ORDER BY w.item_index LIMIT 1);
+            IF FOUND THEN
+                PERFORM pg_notify('dwa_wake', '');
+            END IF;
             RETURN;
         END IF;
         UPDATE dwa.steps SET status = 'succeeded', finished_at = now(), progress = 100,
@@ -253,7 +272,7 @@ BEGIN
            progress = greatest(progress, (steps_done + 1) * 100 / steps_total),
            status = 'running', started_at = coalesce(started_at, now())
      WHERE id = s.task_id AND status IN ('queued', 'running')
-    RETURNING * INTO t;
+    RETURNING steps_done, steps_total INTO t;
     IF NOT FOUND THEN
         RETURN;
     END IF;

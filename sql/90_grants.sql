@@ -1,6 +1,5 @@
 -- 90_grants.sql: who may do what.  Functions are revoked from PUBLIC and
 -- granted to the three roles; dwa_admin is a member of the other two.
-GRANT dwa_submitter, dwa_worker TO dwa_admin;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA dwa FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dwa FROM PUBLIC;
