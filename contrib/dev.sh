@@ -130,12 +130,13 @@ cmd_demo() {
 	install_missing
 	build build
 	database
-	local dwa="$builddir/src/dwa" dwad="$builddir/src/dwad" id pid rc
+	local dwa="$builddir/src/dwa" dwad="$builddir/src/dwad" id rc
 	"$dwa" migrate
 	say "starting dwad (log: .dwa/demo-dwad.log)"
-	"$dwad" --concurrency 8 --log-file "$state/demo-dwad.log" &
-	pid=$!
-	trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+	# Global, for the trap; no stdout, so that a pipe reading ours ends.
+	"$dwad" --concurrency 8 --log-file "$state/demo-dwad.log" >/dev/null 2>&1 &
+	demo_pid=$!
+	trap 'kill -TERM $demo_pid 2>/dev/null; wait $demo_pid 2>/dev/null' EXIT
 	say "submitting contrib/examples/video-analysis.json"
 	id=$("$dwa" submit "$top/contrib/examples/video-analysis.json")
 	say "task $id: watching it run"

@@ -34,8 +34,12 @@ pq_connect(const char *url, const char *app, char **cause)
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 		msg = xstrdup(conn != NULL ? PQerrorMessage(conn) : "out of memory");
-		n = strlen(msg);
-		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		/* libpq's message spans lines: make it one. */
+		for (n = 0; msg[n] != '\0'; n++) {
+			if (msg[n] == '\n' || msg[n] == '\t')
+				msg[n] = ' ';
+		}
+		while (n > 0 && msg[n - 1] == ' ')
 			msg[--n] = '\0';
 		xasprintf(cause, "cannot connect to the database: %s; set "
 		    "DATABASE_URL or --db", msg);
