@@ -20,7 +20,7 @@ die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- packages -------------------------------------------------------------
 
-packages=(autoconf automake libtool pkg-config make gcc libpq-dev
+packages=(autoconf automake libtool pkg-config make gcc libpq-dev libssl-dev
 	libevent-dev libcurl4-openssl-dev libjansson-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl)
 

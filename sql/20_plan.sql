@@ -78,6 +78,11 @@ COMMENT ON FUNCTION dwa._check_retry(jsonb, text) IS
     'Validate a retry policy: attempts, backoff.initialMs/factor/maxMs';
 
 -- _check_effects: validate one lifecycle effect list (onSuccess, ...).
+--
+-- The fields each $event needs, its retry policy and timeout, and the
+-- roots of its templates (effects see payload, task, result, error and
+-- progress).  An enqueued task's own steps and effects are checked when
+-- it is submitted, since they are rendered for it, not for this task.
 CREATE OR REPLACE FUNCTION dwa._check_effects(p_effects jsonb, p_field text)
 RETURNS void
 LANGUAGE plpgsql
@@ -87,6 +92,8 @@ DECLARE
     n integer := 0;
     ev text;
     where_ text;
+    expr text;
+    root text;
 BEGIN
     IF p_effects IS NULL OR jsonb_typeof(p_effects) = 'null' THEN
         RETURN;
@@ -108,6 +115,15 @@ BEGIN
                 where_ || '.$event',
                 'use toast, emit, redirect, webhook, notify, invalidate or enqueue');
         END IF;
+        IF ev = 'toast' AND jsonb_typeof(e -> 'text') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': toast needs a "text" string', where_ || '.text');
+        END IF;
+        IF ev = 'emit' AND jsonb_typeof(e -> 'event') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': emit needs an "event" string', where_ || '.event');
+        END IF;
+        IF ev = 'redirect' AND jsonb_typeof(e -> 'url') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': redirect needs a "url" string', where_ || '.url');
+        END IF;
         IF ev = 'webhook' AND (NOT e ? 'url' OR jsonb_typeof(e -> 'url') <> 'string') THEN
             PERFORM dwa._reject(where_ || ': webhook needs a "url" string', where_ || '.url');
         END IF;
@@ -115,18 +131,58 @@ BEGIN
             PERFORM dwa._reject(where_ || ': notify needs "channel": slack, discord or email',
                 where_ || '.channel');
         END IF;
+        IF ev = 'notify' AND jsonb_typeof(e -> 'message') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': notify needs a "message" string',
+                where_ || '.message');
+        END IF;
+        IF ev = 'notify' AND e ->> 'channel' = 'email'
+            AND jsonb_typeof(e -> 'to') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': an email notify needs a "to" string',
+                where_ || '.to', 'give the recipient''s address, e.g. "ops@example.com"');
+        END IF;
+        IF ev = 'notify' AND e ? 'subject' AND jsonb_typeof(e -> 'subject') <> 'string' THEN
+            PERFORM dwa._reject(where_ || ': subject must be a string', where_ || '.subject');
+        END IF;
         IF ev = 'invalidate' AND (NOT e ? 'path' OR jsonb_typeof(e -> 'path') <> 'string') THEN
             PERFORM dwa._reject(where_ || ': invalidate needs a "path" string', where_ || '.path');
         END IF;
         IF ev = 'enqueue' AND (NOT e ? 'task' OR jsonb_typeof(e -> 'task') <> 'object') THEN
             PERFORM dwa._reject(where_ || ': enqueue needs a "task" object', where_ || '.task');
         END IF;
+        IF ev = 'enqueue' AND jsonb_typeof(e #> '{task,type}') IS DISTINCT FROM 'string' THEN
+            PERFORM dwa._reject(where_ || ': enqueue needs a "task" object with a "type" string',
+                where_ || '.task.type');
+        END IF;
+        IF ev IN ('webhook', 'invalidate') AND e ? 'method'
+            AND jsonb_typeof(e -> 'method') <> 'string' THEN
+            PERFORM dwa._reject(where_ || ': method must be a string', where_ || '.method');
+        END IF;
+        IF ev = 'webhook' AND e ? 'headers' AND jsonb_typeof(e -> 'headers') <> 'object' THEN
+            PERFORM dwa._reject(where_ || ': headers must be an object of strings',
+                where_ || '.headers');
+        END IF;
+        IF ev = 'webhook' THEN
+            PERFORM dwa._duration(e -> 'timeout', where_ || ': timeout');
+        END IF;
+        IF ev IN ('webhook', 'notify', 'invalidate') THEN
+            PERFORM dwa._check_retry(e -> 'retry', where_ || ': ');
+        END IF;
+        IF strpos(e::text, '{{') > 0 THEN
+            FOR expr IN SELECT dwa._template_exprs(dwa._effect_templated(e)) LOOP
+                root := split_part(expr, '.', 1);
+                IF root NOT IN ('payload', 'task', 'result', 'error', 'progress') THEN
+                    PERFORM dwa._reject(format('%s: template "{{%s}}" has an unknown root "%s"',
+                        where_, expr, root), where_,
+                        'templates in effects start with payload, task, result, error or progress');
+                END IF;
+            END LOOP;
+        END IF;
         n := n + 1;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION dwa._check_effects(jsonb, text) IS
-    'Validate a list of lifecycle effects: known $event, required fields';
+    'Validate a list of lifecycle effects: known $event, required fields, retry, template roots';
 
 -- _plan: validate a steps array and normalise it.
 --

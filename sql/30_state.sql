@@ -55,11 +55,13 @@ $$;
 COMMENT ON FUNCTION dwa._ctx(bigint, text, jsonb, jsonb) IS
     'Template context of a step: payload, task, and the outputs its templates read';
 
--- _complete_task: all steps succeeded: record the result.
+-- _complete_task: all steps succeeded: record the result, fire onSuccess.
 CREATE OR REPLACE FUNCTION dwa._complete_task(p_task_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    fx boolean;
 BEGIN
     UPDATE dwa.tasks t
        SET status = 'completed', progress = 100, finished_at = now(),
@@ -68,14 +70,18 @@ BEGIN
                        FROM dwa.steps s
                       WHERE s.task_id = p_task_id AND s.item_index IS NULL
                         AND cardinality(s.dependents) = 0)
-     WHERE t.id = p_task_id AND t.status IN ('queued', 'running');
+     WHERE t.id = p_task_id AND t.status IN ('queued', 'running')
+    RETURNING t.on_success IS NOT NULL INTO fx;
     IF FOUND THEN
         PERFORM dwa._event(p_task_id, NULL, 'completed');
+        IF fx THEN
+            PERFORM dwa._fire(p_task_id, 'onSuccess');
+        END IF;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION dwa._complete_task(bigint) IS
-    'Mark a task completed; its result is its sink step''s output (or sinks keyed by id)';
+    'Mark a task completed and fire onSuccess; its result is its sink step''s output (or sinks keyed by id)';
 
 -- _fail_task: a step failed for good: skip what has not started, cancel
 -- what runs, and record the error.
@@ -85,9 +91,11 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     n integer;
+    fx boolean;
 BEGIN
     UPDATE dwa.tasks SET status = 'failed', error = p_error, finished_at = now()
-     WHERE id = p_task_id AND status IN ('queued', 'running');
+     WHERE id = p_task_id AND status IN ('queued', 'running')
+    RETURNING on_error IS NOT NULL INTO fx;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -100,10 +108,13 @@ BEGIN
         PERFORM pg_notify('dwa_cancel', p_task_id::text);
     END IF;
     PERFORM dwa._event(p_task_id, NULL, 'failed', to_jsonb(p_error));
+    IF fx THEN
+        PERFORM dwa._fire(p_task_id, 'onError');
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION dwa._fail_task(bigint, text) IS
-    'Fail a task: skip waiting/ready steps, cancel running ones, record the error';
+    'Fail a task: skip waiting/ready steps, cancel running ones, record the error, fire onError';
 
 -- _step_failed: a step failed permanently (or ran out of attempts).
 CREATE OR REPLACE FUNCTION dwa._step_failed(p_id bigint, p_error text)
@@ -267,17 +278,24 @@ BEGIN
         RETURN;
     END IF;
 
-    UPDATE dwa.tasks
-       SET steps_done = steps_done + 1,
-           progress = greatest(progress, (steps_done + 1) * 100 / steps_total),
-           status = 'running', started_at = coalesce(started_at, now())
-     WHERE id = s.task_id AND status IN ('queued', 'running')
-    RETURNING steps_done, steps_total INTO t;
+    -- o is the row as it was (the caller holds its lock): onProgress fires
+    -- when a step that is not the last one raises the task's progress.
+    UPDATE dwa.tasks x
+       SET steps_done = x.steps_done + 1,
+           progress = greatest(x.progress, (x.steps_done + 1) * 100 / x.steps_total),
+           status = 'running', started_at = coalesce(x.started_at, now())
+      FROM dwa.tasks o
+     WHERE x.id = s.task_id AND o.id = x.id AND x.status IN ('queued', 'running')
+    RETURNING x.steps_done, x.steps_total,
+              x.on_progress IS NOT NULL AND x.progress > o.progress AS raised INTO t;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     IF t.steps_total > 1 THEN
         PERFORM dwa._event(s.task_id, s.step_id, 'step_succeeded');
+    END IF;
+    IF t.raised AND t.steps_done < t.steps_total THEN
+        PERFORM dwa._fire(s.task_id, 'onProgress');
     END IF;
     FOR d IN UPDATE dwa.steps SET remaining_deps = remaining_deps - 1
               WHERE task_id = s.task_id AND item_index IS NULL
@@ -294,7 +312,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa._step_succeeded(bigint) IS
-    'After a step succeeded: advance its forEach or release its dependents; finish the task';
+    'After a step succeeded: advance its forEach or release its dependents; fire onProgress; finish the task';
 
 -- _finish_run: record the end of one run.  p_outcome is ok, transient,
 -- permanent or lost (the lease ran out or the worker died).  Returns false,

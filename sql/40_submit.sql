@@ -127,6 +127,12 @@ BEGIN
       JOIN dwa.task_types tt ON tt.name = n.type
      WHERE n.steps IS NULL;
 
+    -- onPending before any step runs: a multi-step task may finish during
+    -- its expansion (an empty forEach), and its onSuccess comes after.
+    FOR r IN SELECT n.id FROM new_tasks n WHERE n.on_pending IS NOT NULL ORDER BY n.id LOOP
+        PERFORM dwa._fire(r.id, 'onPending');
+    END LOOP;
+
     FOR t IN SELECT * FROM new_tasks n WHERE n.steps IS NOT NULL ORDER BY n.id LOOP
         PERFORM dwa._expand(t);
     END LOOP;
@@ -136,7 +142,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa._tasks_inserted() IS
-    'Validate inserted tasks and create their steps, set-wise; one wake-up NOTIFY per statement';
+    'Validate inserted tasks, fire their onPending and create their steps, set-wise; one wake-up NOTIFY per statement';
 
 -- _tasks_idempotent: BEFORE INSERT, only for rows with an idempotency key:
 -- a key already used creates nothing.
@@ -156,7 +162,9 @@ $$;
 COMMENT ON FUNCTION dwa._tasks_idempotent() IS
     'Skip an INSERT whose idempotency key is already taken';
 
--- _tasks_deleted: AFTER DELETE ... FOR EACH STATEMENT: steps go with tasks.
+-- _tasks_deleted: AFTER DELETE ... FOR EACH STATEMENT: steps, UI events
+-- and finished deliveries go with tasks; deliveries still pending or under
+-- way are left to be delivered.
 CREATE OR REPLACE FUNCTION dwa._tasks_deleted()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -165,10 +173,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM dwa.steps s USING old_tasks o WHERE s.task_id = o.id;
+    DELETE FROM dwa.events e USING old_tasks o WHERE e.task_id = o.id;
+    DELETE FROM dwa.outbox x USING old_tasks o
+     WHERE x.task_id = o.id AND x.status IN ('delivered', 'dead');
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION dwa._tasks_deleted() IS 'Delete the steps of deleted tasks';
+COMMENT ON FUNCTION dwa._tasks_deleted() IS
+    'Delete the steps, UI events and finished deliveries of deleted tasks';
 
 DROP TRIGGER IF EXISTS tasks_inserted ON dwa.tasks;
 CREATE TRIGGER tasks_inserted AFTER INSERT ON dwa.tasks

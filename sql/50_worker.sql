@@ -153,6 +153,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
+    t record;
     pct integer := greatest(0, least(100, round(coalesce(p_progress, 0))));
 BEGIN
     UPDATE dwa.steps SET progress = pct
@@ -162,9 +163,18 @@ BEGIN
         RETURN false;
     END IF;
     IF s.item_index IS NULL THEN
-        UPDATE dwa.tasks
-           SET progress = greatest(progress, least(99, (steps_done * 100 + pct) / steps_total))
-         WHERE id = s.task_id AND status IN ('queued', 'running');
+        -- The task's progress only rises; onProgress fires when it does.
+        SELECT x.progress AS cur, least(99, (x.steps_done * 100 + pct) / x.steps_total) AS nxt,
+               x.on_progress IS NOT NULL AS fx
+          INTO t FROM dwa.tasks x
+         WHERE x.id = s.task_id AND x.status IN ('queued', 'running')
+           FOR UPDATE;
+        IF FOUND AND t.nxt > t.cur THEN
+            UPDATE dwa.tasks SET progress = t.nxt WHERE id = s.task_id;
+            IF t.fx THEN
+                PERFORM dwa._fire(s.task_id, 'onProgress');
+            END IF;
+        END IF;
     END IF;
     PERFORM dwa._event(s.task_id, s.step_id, 'progress',
         jsonb_build_object('progress', pct) || coalesce(
@@ -174,7 +184,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa.progress(bigint, numeric, jsonb) IS
-    'Report the progress (0-100) of a run; false if the run no longer holds its step';
+    'Report the progress (0-100) of a run, firing onProgress when the task''s rises; false if the run no longer holds its step';
 
 -- complete: a run succeeded with p_output.
 CREATE OR REPLACE FUNCTION dwa.complete(p_run_id bigint, p_output jsonb DEFAULT NULL)
@@ -216,7 +226,8 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 -- Task rows are locked first, in id order, as every path that changes a
 -- task does, so concurrent batches and cancels cannot deadlock.  The common
 -- case, a single-step task whose run succeeded, is finished set-wise; every
--- other end goes through dwa._finish_run.
+-- other end goes through dwa._finish_run.  onSuccess effects of the tasks
+-- finished set-wise fire afterwards, task by task.
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -226,6 +237,7 @@ DECLARE
     refused bigint[] := '{}';
     fast bigint[];
     fast_tasks bigint[];
+    fx_tasks bigint[];
 BEGIN
     PERFORM 1 FROM dwa.tasks t
      WHERE t.id IN (SELECT s.task_id FROM dwa.steps s
@@ -254,15 +266,20 @@ BEGIN
                started_at = coalesce(t.started_at, now())
           FROM done
          WHERE t.id = done.task_id AND t.status IN ('queued', 'running')
-        RETURNING t.id
+        RETURNING t.id, t.on_success IS NOT NULL AS fx
     )
-    SELECT array_agg(done.id), (SELECT array_agg(t.id) FROM t)
-      INTO fast, fast_tasks
+    SELECT array_agg(done.id), (SELECT array_agg(t.id) FROM t),
+           (SELECT array_agg(t.id ORDER BY t.id) FROM t WHERE t.fx)
+      INTO fast, fast_tasks, fx_tasks
       FROM done;
 
     PERFORM pg_notify('dwa_events', json_build_object('task_id', x,
             'event', 'completed')::text)
        FROM unnest(fast_tasks) x;
+    -- The fast path completes tasks set-wise; their onSuccess fires here.
+    FOR r IN SELECT x AS id FROM unnest(fx_tasks) x LOOP
+        PERFORM dwa._fire(r.id, 'onSuccess');
+    END LOOP;
 
     FOR r IN SELECT (e ->> 'id')::bigint AS id, (e ->> 'run')::bigint AS run,
                     e ->> 'outcome' AS outcome, e -> 'output' AS output,
@@ -334,7 +351,8 @@ COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
     'Extend a daemon''s leases; returns the run ids it lost';
 
 -- _reap: requeue the runs of daemons whose session is gone and of leases
--- that ran out.  Any daemon may call it; it is safe to run concurrently.
+-- that ran out, and hand their deliveries back to the outbox.  Any daemon
+-- may call it; it is safe to run concurrently.
 CREATE OR REPLACE FUNCTION dwa._reap()
 RETURNS integer
 LANGUAGE plpgsql
@@ -343,6 +361,7 @@ DECLARE
     dead integer[];
     r record;
     n integer := 0;
+    m integer;
 BEGIN
     WITH live AS MATERIALIZED (
         SELECT l.objid::integer AS id FROM pg_catalog.pg_locks l
@@ -363,9 +382,22 @@ BEGIN
             n := n + 1;
         END IF;
     END LOOP;
+    -- Deliveries in flight: the receiver may have got them (at least
+    -- once); the attempt stays counted.
+    UPDATE dwa.outbox o
+       SET status = 'pending', next_attempt_at = now(), lease_until = NULL,
+           last_error = CASE WHEN o.lease_until < now()
+                             THEN 'lease expired during delivery'
+                             ELSE format('worker %s is gone', o.worker_id) END
+     WHERE o.status = 'delivering'
+       AND (o.lease_until < now() OR o.worker_id = ANY (dead));
+    GET DIAGNOSTICS m = ROW_COUNT;
+    IF m > 0 THEN
+        PERFORM pg_notify('dwa_outbox', '');
+    END IF;
     DELETE FROM dwa.workers WHERE id = ANY (dead);
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION dwa._reap() IS
-    'Requeue runs of dead daemons and expired leases; returns how many';
+    'Requeue runs and deliveries of dead daemons and expired leases; returns how many runs';

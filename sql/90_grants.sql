@@ -7,7 +7,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA dwa FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA dwa TO dwa_submitter, dwa_worker, dwa_admin;
 
-GRANT SELECT ON dwa.tasks, dwa.task_steps, dwa.queue_stats, dwa.task_types
+GRANT SELECT ON dwa.tasks, dwa.task_steps, dwa.queue_stats, dwa.task_types, dwa.events
     TO dwa_submitter, dwa_worker;
 GRANT INSERT ON dwa.tasks TO dwa_submitter;
 GRANT EXECUTE ON FUNCTION dwa.submit(jsonb), dwa.submit(text) TO dwa_submitter;
@@ -18,6 +18,9 @@ GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval),
     dwa.heartbeat(text, bigint[], interval), dwa.progress(bigint, numeric, jsonb),
     dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval)
     TO dwa_worker;
+
+GRANT SELECT ON dwa.outbox TO dwa_admin;
+GRANT EXECUTE ON FUNCTION dwa.outbox_retry(bigint) TO dwa_admin;
 
 GRANT ALL ON ALL TABLES IN SCHEMA dwa TO dwa_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA dwa TO dwa_admin;

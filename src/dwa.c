@@ -23,6 +23,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_cancel_entry,
 	&cmd_retry_entry,
 	&cmd_watch_entry,
+	&cmd_outbox_entry,
 };
 
 static void

@@ -24,7 +24,9 @@
 
 #include "db.h"
 #include "log.h"
+#include "http.h"
 #include "migrate.h"
+#include "outbox.h"
 #include "pq.h"
 #include "sched.h"
 #include "util.h"
@@ -33,6 +35,8 @@
 static volatile int	 dwad_exiting;
 static int		 dwad_signalled;
 static struct sched	*dwad_sched;
+static struct outbox	*dwad_outbox;
+static int64_t		 dwad_grace_ms;
 
 static __dead void
 usage(int code)
@@ -53,6 +57,7 @@ usage(int code)
 "      --poll DUR          look for work at least this often (default: 1s)\n"
 "      --reap DUR          look for dead daemons this often (default: 1s)\n"
 "      --grace DUR         on SIGTERM, wait this long for runs (default: 30s)\n"
+"      --outbox-concurrency N  effect deliveries in flight (default: 32)\n"
 "  -l, --log-file PATH     log there instead of stderr (reopened on SIGHUP)\n"
 "  -v, --verbose           more log (repeat for trace)\n"
 "  -q, --quiet             log warnings and errors only\n"
@@ -128,6 +133,7 @@ dwad_signal_cb(evutil_socket_t sig, short events __unused, void *arg)
 			break;
 		}
 		sched_drain(dwad_sched);
+		outbox_drain(dwad_outbox, dwad_grace_ms);
 		break;
 	default:
 		break;
@@ -135,9 +141,10 @@ dwad_signal_cb(evutil_socket_t sig, short events __unused, void *arg)
 }
 
 static void
-dwad_work_state_cb(struct db *db __unused, int up, void *arg)
+dwad_work_state_cb(struct db *db __unused, int up, void *arg __unused)
 {
-	sched_db_state(arg, up);
+	sched_db_state(dwad_sched, up);
+	outbox_db_state(dwad_outbox, up);
 }
 
 static void
@@ -153,6 +160,8 @@ dwad_notify_cb(const char *channel, const char *payload, void *arg)
 {
 	if (strcmp(channel, "dwa_cancel") == 0)
 		sched_cancel_task(arg, strtoll(payload, NULL, 10));
+	else if (strcmp(channel, "dwa_outbox") == 0)
+		outbox_wake(dwad_outbox);
 	else
 		sched_wake(arg);
 }
@@ -200,6 +209,7 @@ main(int argc, char **argv)
 		{ "poll", required_argument, NULL, 'P' },
 		{ "reap", required_argument, NULL, 'R' },
 		{ "grace", required_argument, NULL, 'G' },
+		{ "outbox-concurrency", required_argument, NULL, 'O' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -211,8 +221,10 @@ main(int argc, char **argv)
 		.concurrency = 16, .batch = 64, .lease_ms = 30000,
 		.poll_ms = 1000, .reap_ms = 1000, .grace_ms = 30000,
 	};
+	struct outbox_config	 ocfg = { .concurrency = 32, .lease_ms = 120000 };
 	struct event_base	*base;
 	struct event		*ev_term, *ev_int, *ev_hup;
+	struct http		*http;
 	struct db		*work, *listen;
 	const char		*url = NULL, *log_path = NULL;
 	char			*name = NULL, host[256], *cause = NULL;
@@ -248,6 +260,10 @@ main(int argc, char **argv)
 		case 'G':
 			cfg.grace_ms = opt_duration("grace", optarg, 0);
 			break;
+		case 'O':
+			ocfg.concurrency = opt_int("outbox-concurrency", optarg,
+			    1, 10000);
+			break;
 		case 'l':
 			log_path = optarg;
 			break;
@@ -278,6 +294,7 @@ main(int argc, char **argv)
 		xasprintf(&name, "dwad@%s:%ld", host, (long)getpid());
 	}
 	cfg.name = name;
+	dwad_grace_ms = cfg.grace_ms;
 	if (log_open("dwad", level, log_path, &cause) != 0)
 		die("%s", cause);
 
@@ -295,12 +312,15 @@ main(int argc, char **argv)
 
 	/* The scheduler needs the connection and the connection its owner. */
 	work = db_create(base, url, "work", NULL, NULL);
+	http = http_create(base);
 	dwad_sched = sched_create(base, work, &cfg);
-	db_set_state_cb(work, dwad_work_state_cb, dwad_sched);
+	dwad_outbox = outbox_create(base, work, http, &ocfg);
+	db_set_state_cb(work, dwad_work_state_cb, NULL);
 	listen = db_create(base, url, "listen", dwad_listen_state_cb,
 	    dwad_sched);
 	db_listen(listen, "dwa_wake", dwad_notify_cb, dwad_sched);
 	db_listen(listen, "dwa_cancel", dwad_notify_cb, dwad_sched);
+	db_listen(listen, "dwa_outbox", dwad_notify_cb, dwad_sched);
 
 	ev_term = evsignal_new(base, SIGTERM, dwad_signal_cb, base);
 	ev_int = evsignal_new(base, SIGINT, dwad_signal_cb, base);
@@ -314,7 +334,8 @@ main(int argc, char **argv)
 	while (!dwad_exiting) {
 		event_base_loop(base, EVLOOP_ONCE);
 		sched_after_pass(dwad_sched);
-		if (sched_finished(dwad_sched))
+		outbox_after_pass(dwad_outbox, sched_worker_id(dwad_sched));
+		if (sched_finished(dwad_sched) && outbox_finished(dwad_outbox))
 			dwad_exiting = 1;
 	}
 	log_info("exiting");
@@ -323,6 +344,8 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	sched_free(dwad_sched);
+	outbox_free(dwad_outbox);
+	http_free(http);
 	db_free(listen);
 	db_free(work);
 	event_base_free(base);

@@ -496,6 +496,13 @@ sched_db_state(struct sched *s, int up)
 	    "$5::integer)", 5, params, sched_register_cb, s);
 }
 
+/* This daemon's id in dwa.workers; 0 while not registered. */
+int
+sched_worker_id(const struct sched *s)
+{
+	return (s->worker_id);
+}
+
 void
 sched_wake(struct sched *s)
 {

@@ -30,6 +30,7 @@ struct sched	*sched_create(struct event_base *, struct db *,
 void		 sched_free(struct sched *);
 void		 sched_db_state(struct sched *, int);
 void		 sched_wake(struct sched *);
+int		 sched_worker_id(const struct sched *);
 void		 sched_cancel_task(struct sched *, int64_t);
 void		 sched_after_pass(struct sched *);
 void		 sched_drain(struct sched *);
