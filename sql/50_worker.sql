@@ -383,9 +383,12 @@ BEGIN
         END IF;
     END LOOP;
     -- Deliveries in flight: the receiver may have got them (at least
-    -- once); the attempt stays counted.
+    -- once); the attempt stays counted, and a delivery that used its
+    -- last attempt this way is dead rather than retried for ever.
     UPDATE dwa.outbox o
-       SET status = 'pending', next_attempt_at = now(), lease_until = NULL,
+       SET status = CASE WHEN o.attempts >= o.max_attempts THEN 'dead'
+                         ELSE 'pending' END,
+           next_attempt_at = now(), lease_until = NULL,
            last_error = CASE WHEN o.lease_until < now()
                              THEN 'lease expired during delivery'
                              ELSE format('worker %s is gone', o.worker_id) END
