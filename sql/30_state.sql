@@ -358,6 +358,14 @@ BEGIN
             UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
                    run_after = now() + p_retry_after, attempt = attempt - 1
              WHERE id = p_id;
+            -- The backend (or, without one, the type) asked everyone to
+            -- wait: pause its key for every daemon and worker.  Last, so
+            -- that the limit row lock is held while waiting for nothing else.
+            IF p_retry_after > interval '0' THEN
+                PERFORM dwa._limit_pause(
+                    coalesce('backend:' || nullif(s.backend, ''), 'type:' || s.task),
+                    now() + p_retry_after);
+            END IF;
         ELSIF s.attempt < s.max_attempts THEN
             IF p_outcome = 'lost' THEN
                 delay := interval '0';

@@ -20,58 +20,133 @@ BEGIN
             attempt     integer,
             lease_until timestamptz,
             id          bigint,
-            timeout_ms  bigint
+            timeout_ms  bigint,
+            hold_ms     bigint
         );
     END IF;
 END
 $$;
-COMMENT ON TYPE dwa.claimed IS 'One claimed run: what a worker needs to execute a step';
+COMMENT ON TYPE dwa.claimed IS
+    'One claimed run: what a worker needs to execute a step; or, run_id NULL, the hint row: hold_ms until a held-back step may start';
 
 -- _claim: claim up to p_n ready steps of the given types (NULL: any).
 --
 -- PL/pgSQL with custom plans: planned with the real LIMIT and types each
 -- time, the partial ready index is the only sensible plan even right after
 -- a bulk load (a generic plan of this query may sort the whole table).
+--
+-- While no limit is in force (no cap, no rate, no pause running) the claim
+-- is one statement; otherwise dwa._claim_limited makes it.
 CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
     p_lease interval)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan
 AS $$
+DECLARE
+    v_active text[];
 BEGIN
-    RETURN QUERY
-    WITH c AS MATERIALIZED (
-        SELECT s.id FROM dwa.steps s
-         WHERE s.status = 'ready' AND s.run_after <= now()
-           AND (p_types IS NULL OR s.task = ANY (p_types))
-         ORDER BY s.priority DESC, s.run_after, s.id
-         LIMIT p_n
-           FOR UPDATE SKIP LOCKED
-    ), u AS (
-        UPDATE dwa.steps s
-           SET status = 'running', run_id = nextval('dwa.run_id_seq'),
-               worker_id = p_worker, attempt = s.attempt + 1,
-               lease_until = now() + p_lease, started_at = now(), progress = NULL
-          FROM c WHERE s.id = c.id
-        RETURNING s.*
-    ), t AS (
-        -- Tasks start running with their first step.  SKIP LOCKED: a task
-        -- row locked by a finisher or a cancel is left for them.
-        UPDATE dwa.tasks t SET status = 'running', started_at = now()
-         WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
-                         WHERE tt.id IN (SELECT u.task_id FROM u)
-                           AND tt.status = 'queued'
-                           FOR UPDATE SKIP LOCKED)
-    )
-    SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
-           u.attempt, u.lease_until, u.id,
-           (extract(epoch FROM u.timeout) * 1000)::bigint
-      FROM u
-     ORDER BY u.priority DESC, u.id;
+    SELECT array_agg(l.key) INTO v_active FROM dwa.limits l
+     WHERE l.max_concurrency IS NOT NULL OR l.rate IS NOT NULL
+        OR l.paused_until > clock_timestamp();
+    IF v_active IS NULL THEN
+        RETURN QUERY
+        WITH c AS MATERIALIZED (
+            SELECT s.id FROM dwa.steps s
+             WHERE s.status = 'ready' AND s.run_after <= now()
+               AND (p_types IS NULL OR s.task = ANY (p_types))
+             ORDER BY s.priority DESC, s.run_after, s.id
+             LIMIT p_n
+               FOR UPDATE SKIP LOCKED
+        ), u AS (
+            UPDATE dwa.steps s
+               SET status = 'running', run_id = nextval('dwa.run_id_seq'),
+                   worker_id = p_worker, attempt = s.attempt + 1,
+                   lease_until = now() + p_lease, started_at = now(), progress = NULL,
+                   limit_keys = NULL
+              FROM c WHERE s.id = c.id
+            RETURNING s.*
+        ), t AS (
+            -- Tasks start running with their first step.  SKIP LOCKED: a task
+            -- row locked by a finisher or a cancel is left for them.
+            UPDATE dwa.tasks t SET status = 'running', started_at = now()
+             WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
+                             WHERE tt.id IN (SELECT u.task_id FROM u)
+                               AND tt.status = 'queued'
+                               FOR UPDATE SKIP LOCKED)
+        )
+        SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
+               u.attempt, u.lease_until, u.id,
+               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint
+          FROM u
+         ORDER BY u.priority DESC, u.id;
+        RETURN;
+    END IF;
+
+    RETURN QUERY SELECT * FROM dwa._claim_limited(p_worker, p_types, p_n, p_lease, v_active);
 END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval) IS
-    'Claim ready steps (SKIP LOCKED), give each a run id and a lease';
+    'Claim ready steps (SKIP LOCKED) within the limits, give each a run id and a lease; a last row with run_id NULL is the hint: hold_ms';
+
+-- _claim_limited: dwa._claim while some limit is in force (p_active: the
+-- keys concerned).  dwa._limit_admit chooses and locks the steps; they run
+-- recording the keys they were admitted under.  When steps were held back
+-- only by a rate limit or a pause, one more row, the hint row (run_id and
+-- everything else NULL), says in hold_ms when to claim again.
+--
+-- Generic plans: the update goes by primary key; the statement whose plan
+-- depends on the arguments is dynamic SQL inside dwa._limit_admit.
+CREATE OR REPLACE FUNCTION dwa._claim_limited(p_worker integer, p_types text[], p_n integer,
+    p_lease interval, p_active text[])
+RETURNS SETOF dwa.claimed
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_ids bigint[];
+    v_hold bigint;
+    v_now timestamptz;
+    hint dwa.claimed;
+BEGIN
+    SELECT a.ids, a.hold_ms INTO v_ids, v_hold
+      FROM dwa._limit_admit(p_types, p_n, p_active) a;
+    -- The steps start now, not when the transaction began: the claim may
+    -- have waited for a limit row, and a step that ended meanwhile must
+    -- not seem to overlap with the one that took its place.
+    v_now := clock_timestamp();
+    IF cardinality(v_ids) > 0 THEN
+        RETURN QUERY
+        WITH u AS (
+            UPDATE dwa.steps s
+               SET status = 'running', run_id = nextval('dwa.run_id_seq'),
+                   worker_id = p_worker, attempt = s.attempt + 1,
+                   lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
+                   limit_keys = dwa._limit_keys(s.queue, s.task, s.backend,
+                       (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))
+             WHERE s.id = ANY (v_ids)
+            RETURNING s.*
+        ), t AS (
+            UPDATE dwa.tasks t SET status = 'running', started_at = v_now
+             WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
+                             WHERE tt.id IN (SELECT u.task_id FROM u)
+                               AND tt.status = 'queued'
+                               FOR UPDATE SKIP LOCKED)
+        )
+        SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
+               u.attempt, u.lease_until, u.id,
+               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint
+          FROM u
+         ORDER BY u.priority DESC, u.id;
+    END IF;
+    IF v_hold IS NOT NULL THEN
+        hint.hold_ms := v_hold;
+        RETURN NEXT hint;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._claim_limited(integer, text[], integer, interval, text[]) IS
+    'dwa._claim under limits: admit within caps, tokens and pauses; a last row with run_id NULL is the hint: hold_ms';
 
 -- _sql_worker: the id of an external worker, registered on first use.
 CREATE OR REPLACE FUNCTION dwa._sql_worker(p_name text)
@@ -115,7 +190,8 @@ BEGIN
     RETURN QUERY
         SELECT c.run_id, c.task_id, c.step_id, c.item_index, c.task, c.input,
                c.attempt, c.lease_until
-          FROM dwa._claim(dwa._sql_worker(p_worker), p_types, p_n, p_lease) c;
+          FROM dwa._claim(dwa._sql_worker(p_worker), p_types, p_n, p_lease) c
+         WHERE c.run_id IS NOT NULL;    -- not the hint row
 END
 $$;
 COMMENT ON FUNCTION dwa.claim(text, text[], integer, interval) IS
@@ -227,7 +303,10 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 -- task does, so concurrent batches and cancels cannot deadlock.  The common
 -- case, a single-step task whose run succeeded, is finished set-wise; every
 -- other end goes through dwa._finish_run.  onSuccess effects of the tasks
--- finished set-wise fire afterwards, task by task.
+-- finished set-wise fire afterwards, task by task.  Ends with a retry-after
+-- come last, in the order of the limit key they pause: once a pause holds
+-- a limit row, nothing else is waited for but further limit rows, in key
+-- order, as claims take them.
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -290,7 +369,10 @@ BEGIN
                FROM jsonb_array_elements(p_runs) e
                LEFT JOIN dwa.steps s ON s.id = (e ->> 'id')::bigint
               WHERE NOT (e ->> 'id')::bigint = ANY (coalesce(fast, '{}'))
-              ORDER BY s.task_id, (e ->> 'id')::bigint
+              ORDER BY CASE WHEN (e ->> 'retryAfterMs') IS NOT NULL
+                            THEN coalesce('backend:' || nullif(s.backend, ''), 'type:' || s.task)
+                       END NULLS FIRST,
+                       s.task_id, (e ->> 'id')::bigint
     LOOP
         IF NOT dwa._finish_run(r.id, r.run, r.outcome, r.output, r.error, r.retry_after) THEN
             refused := refused || r.run;

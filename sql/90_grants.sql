@@ -19,6 +19,18 @@ GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval),
     dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval)
     TO dwa_worker;
 
+-- Limits: anyone may look; only admins set them.  The view calls these
+-- helpers as the querying role.
+GRANT SELECT ON dwa.limit_stats TO dwa_submitter, dwa_worker;
+GRANT EXECUTE ON FUNCTION dwa._limit_keys(text, text, text, text[]),
+    dwa._limit_burst(double precision, integer),
+    dwa._limit_tokens(double precision, double precision, interval, integer, timestamptz,
+        timestamptz)
+    TO dwa_submitter, dwa_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON dwa.limits TO dwa_admin;
+GRANT EXECUTE ON FUNCTION dwa.limit_set(text, integer, text, integer), dwa.limit_delete(text)
+    TO dwa_admin;
+
 GRANT SELECT ON dwa.outbox TO dwa_admin;
 GRANT EXECUTE ON FUNCTION dwa.outbox_retry(bigint) TO dwa_admin;
 

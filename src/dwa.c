@@ -24,6 +24,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_retry_entry,
 	&cmd_watch_entry,
 	&cmd_outbox_entry,
+	&cmd_limits_entry,
 };
 
 static void

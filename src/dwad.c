@@ -52,6 +52,8 @@ usage(int code)
 "      --db URL            database (default: DATABASE_URL, PG* variables)\n"
 "  -n, --name NAME         name in dwa.workers (default: dwad@HOST:PID)\n"
 "  -c, --concurrency N     steps run at once (default: 16)\n"
+"  -t, --type-limit PAT=N  at most N steps at once of the types matching the\n"
+"                          glob PAT (repeatable), e.g. 'video.*=1'\n"
 "      --batch N           most steps claimed per query (default: 64)\n"
 "      --lease DUR         lease of a running step, renewed at a third (default: 30s)\n"
 "      --poll DUR          look for work at least this often (default: 1s)\n"
@@ -108,6 +110,29 @@ opt_int(const char *name, const char *arg, long min, long max)
 		exit(DWA_EXIT_USAGE);
 	}
 	return ((int)v);
+}
+
+/* --type-limit PATTERN=N */
+static void
+opt_type_limit(struct sched_config *cfg, const char *arg)
+{
+	struct sched_type_limit	*tl;
+	const char		*eq = strrchr(arg, '=');
+	char			*pattern;
+	int			 max;
+
+	if (eq == NULL || eq == arg) {
+		fprintf(stderr, "dwad: --type-limit: \"%s\" is not PATTERN=N "
+		    "(e.g. 'video.*=1')\n", arg);
+		exit(DWA_EXIT_USAGE);
+	}
+	max = opt_int("type-limit", eq + 1, 1, 100000);
+	pattern = xstrndup(arg, eq - arg);
+	cfg->type_limits = xreallocarray(cfg->type_limits,
+	    cfg->ntype_limits + 1, sizeof *cfg->type_limits);
+	tl = &cfg->type_limits[cfg->ntype_limits++];
+	tl->pattern = pattern;
+	tl->max = max;
 }
 
 static void
@@ -204,6 +229,7 @@ main(int argc, char **argv)
 		{ "db", required_argument, NULL, 'D' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "concurrency", required_argument, NULL, 'c' },
+		{ "type-limit", required_argument, NULL, 't' },
 		{ "batch", required_argument, NULL, 'B' },
 		{ "lease", required_argument, NULL, 'L' },
 		{ "poll", required_argument, NULL, 'P' },
@@ -230,7 +256,7 @@ main(int argc, char **argv)
 	char			*name = NULL, host[256], *cause = NULL;
 	int			 ch, level = LOG_INFO;
 
-	while ((ch = getopt_long(argc, argv, "n:c:l:vqVh", longopts,
+	while ((ch = getopt_long(argc, argv, "n:c:t:l:vqVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'D':
@@ -244,6 +270,9 @@ main(int argc, char **argv)
 			break;
 		case 'c':
 			cfg.concurrency = opt_int("concurrency", optarg, 1, 100000);
+			break;
+		case 't':
+			opt_type_limit(&cfg, optarg);
 			break;
 		case 'B':
 			cfg.batch = opt_int("batch", optarg, 1, 1000);
@@ -351,6 +380,9 @@ main(int argc, char **argv)
 	event_base_free(base);
 	curl_global_cleanup();
 	free(name);
+	while (cfg.ntype_limits > 0)
+		free(cfg.type_limits[--cfg.ntype_limits].pattern);
+	free(cfg.type_limits);
 	log_close();
 	return (DWA_EXIT_OK);
 }

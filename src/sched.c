@@ -16,6 +16,7 @@
  */
 #include <sys/queue.h>
 
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,7 +61,9 @@ struct sched {
 	json_t			*finishing;	/* ends in flight */
 
 	int			 want_claim;
-	int			 claiming;	/* a claim is in flight */
+	int			 claiming;	/* claims in flight */
+	int			 claim_next;	/* next --type-limit group to claim */
+	struct event		*hold_ev;	/* claim again when a token is due */
 	int			 renewing;
 	int			 reaping;
 	int			 draining;
@@ -72,6 +75,7 @@ struct sched {
 };
 
 static void	run_exec_done(void *, enum exec_outcome, json_t *, const char *);
+static void	sched_claim_group(struct sched *, int);
 
 static void
 run_log(int level, struct run *run, const char *fmt, ...)
@@ -224,28 +228,58 @@ run_start(struct sched *s, PGresult *res, int row)
 }
 
 static void
+sched_hold_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
+{
+	struct sched	*s = arg;
+
+	s->want_claim = 1;
+}
+
+static void
 sched_claim_cb(PGresult *res, const char *error, void *arg)
 {
 	struct sched	*s = arg;
-	int		 i, n;
+	struct timeval	 tv;
+	int64_t		 hold_ms;
+	int		 i, n, started = 0;
 
-	s->claiming = 0;
+	s->claiming--;
 	if (res == NULL) {
 		if (db_is_up(s->db))
 			log_error("claim failed: %s", error);
 		return;
 	}
 	n = PQntuples(res);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (PQgetisnull(res, i, 1)) {
+			/*
+			 * The hint row: steps are held back by a rate limit or
+			 * a pause; look again when the next token is due.
+			 */
+			hold_ms = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+			tv.tv_sec = hold_ms / 1000;
+			tv.tv_usec = (hold_ms % 1000) * 1000;
+			evtimer_add(s->hold_ev, &tv);
+			log_debug("claim: held back by limits for %" PRId64 " ms",
+			    hold_ms);
+			continue;
+		}
 		run_start(s, res, i);
-	log_debug("claimed %d", n);
+		started++;
+	}
+	log_debug("claimed %d", started);
 	/* A full batch: more is probably waiting. */
-	if (n > 0 && n >= s->cfg.batch)
+	if (started > 0 && started >= s->cfg.batch)
 		s->want_claim = 1;
+	/* The next group of --type-limit types, with the room left now. */
+	if (s->claim_next < s->cfg.ntype_limits && !s->draining &&
+	    s->worker_id != 0)
+		sched_claim_group(s, s->claim_next);
 }
 
+/* Claim up to n steps of the types in types (a PostgreSQL array). */
 static void
-sched_claim(struct sched *s, int n)
+sched_claim(struct sched *s, const char *types, int n)
 {
 	char		 worker[16], count[16], lease[32];
 	const char	*params[4];
@@ -255,15 +289,101 @@ sched_claim(struct sched *s, int n)
 	snprintf(lease, sizeof lease, "%" PRId64 " milliseconds",
 	    s->cfg.lease_ms);
 	params[0] = worker;
-	params[1] = executor_builtin_types();
+	params[1] = types;
 	params[2] = count;
 	params[3] = lease;
 	if (db_query(s->db, "SELECT id, run_id, task_id, step_id, item_index, "
-	    "task, input, attempt, timeout_ms FROM dwa._claim($1::integer, "
-	    "$2::text[], $3::integer, $4::interval)", 4, params,
-	    sched_claim_cb, s) == 0) {
-		s->claiming = 1;
-		s->want_claim = 0;
+	    "task, input, attempt, timeout_ms, hold_ms FROM dwa._claim("
+	    "$1::integer, $2::text[], $3::integer, $4::interval)", 4, params,
+	    sched_claim_cb, s) == 0)
+		s->claiming++;
+}
+
+/* Append t to the NUL-terminated buf of size len, truncating. */
+static void
+str_append(char *buf, size_t len, const char *t)
+{
+	size_t	used = strlen(buf);
+
+	if (used + 1 < len)
+		snprintf(buf + used, len - used, "%s", t);
+}
+
+/* Runs of this daemon whose type matches a --type-limit pattern. */
+static int
+sched_running_matching(struct sched *s, const char *pattern)
+{
+	struct run	*run;
+	int		 n = 0;
+
+	TAILQ_FOREACH(run, &s->runs, entry) {
+		if (fnmatch(pattern, run->task, 0) == 0)
+			n++;
+	}
+	return (n);
+}
+
+/*
+ * Claim for the groups of types, one claim at a time so that each sees
+ * the room the previous ones left: group -1 is the types no --type-limit
+ * matches, group i the types whose first matching pattern is i.  Starts at
+ * group first and continues from the claim's callback (claim_next).
+ */
+static void
+sched_claim_group(struct sched *s, int first_group)
+{
+	const char	*all = executor_builtin_types();
+	char		*copy, *p, *t, *group;
+	size_t		 len;
+	int		 i, j, empty, room, free_slots, matched;
+
+	s->claim_next = s->cfg.ntype_limits;
+	for (i = first_group; i < s->cfg.ntype_limits; i++) {
+		free_slots = s->cfg.concurrency - s->nruns;
+		if (free_slots <= 0)
+			return;
+		room = free_slots;
+		if (i >= 0) {
+			room = s->cfg.type_limits[i].max -
+			    sched_running_matching(s,
+			    s->cfg.type_limits[i].pattern);
+			if (room > free_slots)
+				room = free_slots;
+			if (room <= 0)
+				continue;
+		}
+		copy = xstrdup(all + 1);	/* skip "{" */
+		copy[strcspn(copy, "}")] = '\0';
+		len = strlen(all) + 3;
+		group = xcalloc(1, len);
+		str_append(group, len, "{");
+		empty = 1;
+		for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+			matched = -1;
+			for (j = 0; j < s->cfg.ntype_limits; j++) {
+				if (fnmatch(s->cfg.type_limits[j].pattern, t,
+				    0) == 0) {
+					matched = j;
+					break;
+				}
+			}
+			if (matched != i)
+				continue;
+			if (!empty)
+				str_append(group, len, ",");
+			str_append(group, len, t);
+			empty = 0;
+		}
+		str_append(group, len, "}");
+		free(copy);
+		if (!empty) {
+			s->claim_next = i + 1;
+			sched_claim(s, group, room < s->cfg.batch ? room :
+			    s->cfg.batch);
+			free(group);
+			return;
+		}
+		free(group);
 	}
 }
 
@@ -538,7 +658,8 @@ sched_after_pass(struct sched *s)
 	free_slots = s->cfg.concurrency - s->nruns;
 	if (free_slots <= 0)
 		return;
-	sched_claim(s, free_slots < s->cfg.batch ? free_slots : s->cfg.batch);
+	s->want_claim = 0;
+	sched_claim_group(s, -1);
 }
 
 static void
@@ -616,6 +737,7 @@ sched_create(struct event_base *base, struct db *db,
 	event_add(s->reap_ev, &tv);
 
 	s->grace_ev = evtimer_new(base, sched_grace_cb, s);
+	s->hold_ev = evtimer_new(base, sched_hold_cb, s);
 	return (s);
 }
 
@@ -634,6 +756,7 @@ sched_free(struct sched *s)
 	event_free(s->renew_ev);
 	event_free(s->reap_ev);
 	event_free(s->grace_ev);
+	event_free(s->hold_ev);
 	free((char *)s->cfg.name);
 	free(s);
 }

@@ -13,6 +13,12 @@
 #include "db.h"
 #include "dwa.h"
 
+/* --type-limit PATTERN=N: at most N runs of types matching PATTERN. */
+struct sched_type_limit {
+	char		*pattern;	/* fnmatch(3) glob over type names */
+	int		 max;
+};
+
 struct sched_config {
 	const char	*name;		/* this daemon in dwa.workers */
 	int		 concurrency;	/* runs at once */
@@ -21,6 +27,8 @@ struct sched_config {
 	int64_t		 poll_ms;	/* claim at least this often */
 	int64_t		 reap_ms;	/* look for dead daemons this often */
 	int64_t		 grace_ms;	/* how long a drain waits for runs */
+	struct sched_type_limit *type_limits;
+	int		 ntype_limits;
 };
 
 struct sched;

@@ -41,6 +41,8 @@ CREATE FUNCTION pg_temp.task(p_task text) RETURNS dwa.tasks LANGUAGE sql AS $$
 $$;
 -- due: let a task's pending retries come due; returns how many.
 CREATE FUNCTION pg_temp.due(p_task text) RETURNS bigint LANGUAGE sql AS $$
+    -- Time passes for the retry-after pauses of limit keys too.
+    UPDATE dwa.limits SET paused_until = now() WHERE paused_until > now();
     WITH u AS (UPDATE dwa.steps SET run_after = now()
                 WHERE task_id = pg_temp.id(p_task) AND status = 'ready' AND run_after > now()
                RETURNING 1)

@@ -1,0 +1,112 @@
+#!/bin/sh
+# limits-type-limit.sh: per-daemon type limits and limits changed while
+# running.
+#
+# 1. dwad --concurrency 8 --type-limit sleep=1 runs 6 sleep steps of
+#    300 ms one at a time, while 6 echo steps still run meanwhile.
+# 2. Patterns are globs and repeatable: --type-limit 'data.*=1'
+#    --type-limit 'sl*=1' caps sleep the same way; data.* steps still run.
+# 3. With two daemons and no type limit, type:sleep --concurrency 1 on a
+#    running backlog, then 3: within a second 3 run at once; back to 1:
+#    once the 3 running ones are done, one runs at a time.
+. "$(dirname "$0")/../lib/harness.sh"
+plan 12
+
+db_setup
+
+# maxover STEPS [AT]: the most steps of STEPS (a condition on dwa.steps)
+# running at once, looked at each start of a step of STEPS that meets AT
+# (a condition on a.started_at); a step still running counts as running.
+maxover() {
+	sql "WITH s AS (SELECT started_at, coalesce(finished_at, 'infinity') AS finished_at
+	     FROM dwa.steps WHERE ($1) AND started_at IS NOT NULL)
+	    SELECT coalesce(max((SELECT count(*) FROM s b WHERE b.started_at <= a.started_at
+	     AND b.finished_at > a.started_at)), 0) FROM s a WHERE ${2:-true}"
+}
+# submit_n N JSON: submit N tasks; prints the first id.
+submit_n() {
+	sql "SELECT min(id) FROM (SELECT dwa.submit('$2') AS id FROM generate_series(1, $1)) t"
+}
+# done_from ID: true once every task from ID on has finished.
+done_from() {
+	sql_true "SELECT count(*) = 0 FROM dwa.tasks WHERE id >= $1
+	    AND status NOT IN ('completed', 'failed', 'cancelled')"
+}
+# stop NAME: SIGTERM a daemon and wait for it.
+stop() {
+	kill -TERM "$(dwad_pid "$1")"
+	wait "$(dwad_pid "$1")" 2>/dev/null
+}
+
+# --- 1. --type-limit sleep=1 ------------------------------------------------------------
+
+dwad_start d1 --concurrency 8 --type-limit sleep=1 || bail "dwad d1 did not start"
+P1=$(submit_n 6 '{"type": "sleep", "payload": {"ms": 300}}')
+submit_n 6 '{"type": "echo", "payload": {"x": 1}}' >/dev/null
+wait_until 15 done_from "$P1"
+is "$(sql "SELECT count(*) FROM dwa.tasks WHERE id >= $P1 AND status = 'completed'")" 12 \
+    "sleep=1: the 6 sleep and 6 echo tasks complete"
+is "$(maxover "task_id >= $P1 AND task = 'sleep'")" 1 \
+    "the daemon never ran more than 1 sleep step at once"
+is "$(sql "SELECT (SELECT max(finished_at) FROM dwa.steps WHERE task_id >= $P1 AND task = 'echo')
+    < (SELECT max(started_at) FROM dwa.steps WHERE task_id >= $P1 AND task = 'sleep')")" t \
+    "the echo steps ran meanwhile, before the last sleep step started"
+stop d1
+
+# --- 2. glob patterns, repeated -------------------------------------------------------------
+
+dwad_start d2 --concurrency 8 --type-limit 'data.*=1' --type-limit 'sl*=1' ||
+    bail "dwad d2 did not start"
+P2=$(submit_n 6 '{"type": "sleep", "payload": {"ms": 300}}')
+submit_n 6 '{"type": "echo", "payload": {"x": 1}}' >/dev/null
+submit_n 4 '{"type": "data.aggregate", "payload": {"x": 1}}' >/dev/null
+wait_until 15 done_from "$P2"
+is "$(sql "SELECT count(*) FROM dwa.tasks WHERE id >= $P2 AND status = 'completed'")" 16 \
+    "'data.*=1' 'sl*=1': the sleep, echo and data.aggregate tasks complete"
+is "$(maxover "task_id >= $P2 AND task = 'sleep'")" 1 \
+    "the glob sl* held sleep to 1 at once"
+is "$(sql "SELECT (SELECT max(finished_at) FROM dwa.steps WHERE task_id >= $P2 AND task <> 'sleep')
+    < (SELECT max(started_at) FROM dwa.steps WHERE task_id >= $P2 AND task = 'sleep')")" t \
+    "the echo and data.aggregate steps ran meanwhile"
+stop d2
+
+# --- 3. limits changed while running ------------------------------------------------------
+
+"$DWA" limits set type:sleep --concurrency 1 || bail "dwa limits set failed"
+dwad_start d3 --concurrency 8 || bail "dwad d3 did not start"
+dwad_start d4 --concurrency 8 || bail "dwad d4 did not start"
+P3=$(submit_n 30 '{"type": "sleep", "payload": {"ms": 300}}')
+wait_until 10 sql_true "SELECT count(*) >= 2 FROM dwa.steps WHERE task_id >= $P3
+    AND status = 'succeeded'"
+T1=$(sql "SELECT now()")
+"$DWA" limits set type:sleep --concurrency 3 || bail "dwa limits set failed"
+wait_until 5 sql_true "SELECT now() > '$T1'::timestamptz + interval '1.5 s'"
+T2=$(sql "SELECT now()")
+"$DWA" limits set type:sleep --concurrency 1 || bail "dwa limits set failed"
+wait_until 5 sql_true "SELECT now() > '$T2'::timestamptz + interval '1.5 s'"
+
+S3="task_id >= $P3"
+is "$(maxover "$S3" "a.started_at < '$T1'")" 1 "under --concurrency 1, one sleep step ran at a time"
+is "$(maxover "$S3" "a.started_at >= '$T1' AND a.started_at < '$T2'")" 3 \
+    "set to 3 while running, 3 ran at once (and never more)"
+DT=$(sql "SELECT extract(epoch FROM min(a.started_at) - '$T1'::timestamptz)
+    FROM dwa.steps a WHERE a.task_id >= $P3 AND a.started_at >= '$T1'
+    AND (SELECT count(*) FROM dwa.steps b WHERE b.task_id >= $P3
+     AND b.started_at <= a.started_at
+     AND coalesce(b.finished_at, 'infinity') > a.started_at) = 3")
+is "$(sql "SELECT coalesce($DT::float8 < 1, false)" 2>/dev/null)" t \
+    "3 ran at once within a second of the change (after ${DT:-never} s)"
+is "$(maxover "$S3" "a.started_at >= '$T2'::timestamptz + interval '0.5 s'")" 1 \
+    "set back to 1: once the running ones ended, one ran at a time"
+N=$(sql "SELECT count(*) FROM dwa.steps WHERE task_id >= $P3
+    AND started_at >= '$T2'::timestamptz + interval '0.5 s'")
+ok $([ "$N" -ge 2 ] && echo 0 || echo 1) "and steps kept starting after that ($N)"
+is "$(sql "SELECT count(*) FROM dwa.steps WHERE task_id >= $P3 AND status = 'failed'")" 0 \
+    "no step failed"
+diag "daemons that ran phase 3 steps: $(sql "SELECT count(DISTINCT worker_id) FROM dwa.steps
+    WHERE task_id >= $P3 AND started_at IS NOT NULL")"
+
+diag "phase 3 starts: $(sql "SELECT string_agg(to_char(started_at, 'SS.MS') || '-'
+    || coalesce(to_char(finished_at, 'SS.MS'), '...'), ' ' ORDER BY started_at)
+    FROM dwa.steps WHERE task_id >= $P3 AND started_at IS NOT NULL"); T1 $(sql "SELECT
+    to_char('$T1'::timestamptz, 'SS.MS')"), T2 $(sql "SELECT to_char('$T2'::timestamptz, 'SS.MS')")"
