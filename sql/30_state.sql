@@ -392,6 +392,10 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown outcome "%"', p_outcome USING ERRCODE = '22023';
     END CASE;
+    -- A slot of a limited key is free: wake whoever waits for it.
+    IF s.limit_keys IS NOT NULL THEN
+        PERFORM pg_notify('dwa_wake', '');
+    END IF;
     RETURN true;
 END
 $$;

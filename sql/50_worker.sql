@@ -316,6 +316,7 @@ DECLARE
     refused bigint[] := '{}';
     fast bigint[];
     fast_tasks bigint[];
+    freed boolean;
     fx_tasks bigint[];
 BEGIN
     PERFORM 1 FROM dwa.tasks t
@@ -337,7 +338,7 @@ BEGIN
          WHERE s.id = e.id AND s.run_id = e.run AND s.status = 'running'
            AND s.lease_until >= now()
            AND s.def IS NULL AND s.item_index IS NULL
-        RETURNING s.id, s.task_id, s.output
+        RETURNING s.id, s.task_id, s.output, s.limit_keys IS NOT NULL AS limited
     ), t AS (
         UPDATE dwa.tasks t
            SET status = 'completed', progress = 100, steps_done = 1,
@@ -348,9 +349,15 @@ BEGIN
         RETURNING t.id, t.on_success IS NOT NULL AS fx
     )
     SELECT array_agg(done.id), (SELECT array_agg(t.id) FROM t),
-           (SELECT array_agg(t.id ORDER BY t.id) FROM t WHERE t.fx)
-      INTO fast, fast_tasks, fx_tasks
+           (SELECT array_agg(t.id ORDER BY t.id) FROM t WHERE t.fx),
+           bool_or(done.limited)
+      INTO fast, fast_tasks, fx_tasks, freed
       FROM done;
+    -- A step that ran under a concurrency-limited key freed a slot that
+    -- another daemon may be waiting for.
+    IF freed THEN
+        PERFORM pg_notify('dwa_wake', '');
+    END IF;
 
     PERFORM pg_notify('dwa_events', json_build_object('task_id', x,
             'event', 'completed')::text)

@@ -41,18 +41,6 @@ static const char *cmd_list_json_sql =
     "FROM (SELECT id, type, queue, status, progress, error, created_at, "
     "  started_at, finished_at " CMD_LIST_WHERE ") t";
 
-/* Return 1 if s names one of the five task states. */
-static int
-cmd_list_valid_status(const char *s)
-{
-	size_t	i;
-
-	for (i = 0; cmd_task_states[i] != NULL; i++) {
-		if (strcmp(s, cmd_task_states[i]) == 0)
-			return (1);
-	}
-	return (0);
-}
 
 static int
 cmd_list_exec(const struct cmd_entry *entry, int argc, char **argv)
@@ -87,7 +75,7 @@ cmd_list_exec(const struct cmd_entry *entry, int argc, char **argv)
 			params[0] = optarg;
 			break;
 		case 's':
-			if (!cmd_list_valid_status(optarg))
+			if (!cmd_in_list(optarg, cmd_task_states))
 				return (cmd_usage(entry, "--status: \"%s\" is "
 				    "not a task state (queued, running, "
 				    "completed, failed or cancelled)", optarg));

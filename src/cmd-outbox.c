@@ -52,18 +52,6 @@ static const char *cmd_outbox_json_sql =
     "  attempts, max_attempts, next_attempt_at, last_error, delivered_at, "
     "  created_at, effect " CMD_OUTBOX_WHERE ") o";
 
-/* Return 1 if s names one of the outbox states. */
-static int
-cmd_outbox_valid_status(const char *s)
-{
-	size_t	i;
-
-	for (i = 0; cmd_outbox_states[i] != NULL; i++) {
-		if (strcmp(s, cmd_outbox_states[i]) == 0)
-			return (1);
-	}
-	return (0);
-}
 
 /*
  * Parse a positive id (what: "a task" or "an outbox row", for the message)
@@ -155,7 +143,7 @@ cmd_outbox_exec(const struct cmd_entry *entry, int argc, char **argv)
 		listing = 1;
 		switch (ch) {
 		case 's':
-			if (!cmd_outbox_valid_status(optarg))
+			if (!cmd_in_list(optarg, cmd_outbox_states))
 				return (cmd_usage(entry, "--status: \"%s\" is "
 				    "not an outbox state (pending, delivering, "
 				    "delivered or dead)", optarg));

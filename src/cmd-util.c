@@ -192,3 +192,14 @@ cmd_table_print(const PGresult *res, int ncols, size_t maxw)
 	free(cell);
 	free(width);
 }
+
+/* Return 1 if s is one of the strings of the NULL-terminated list. */
+int
+cmd_in_list(const char *s, const char *const *list)
+{
+	for (; *list != NULL; list++) {
+		if (strcmp(s, *list) == 0)
+			return (1);
+	}
+	return (0);
+}

@@ -58,6 +58,7 @@ extern const struct cmd_entry cmd_limits_entry;
 #define CMD_MIN_GAP_MS	50	/* least time between two looks at a task */
 
 extern const char *const cmd_task_states[];
+int	 cmd_in_list(const char *, const char *const *);
 
 int	 cmd_task_finished(const char *);
 int	 cmd_listen(PGconn *, char **);
