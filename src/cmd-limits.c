@@ -112,27 +112,6 @@ cmd_limits_parse_int(const struct cmd_entry *entry, const char *opt,
 	return (0);
 }
 
-/*
- * Run one statement and keep its result; a failure is reported as the
- * command's.  Returns NULL and sets *code then.
- */
-static PGresult *
-cmd_limits_query(const struct cmd_entry *entry, const char *sql, int n,
-    const char *const *params, int *code)
-{
-	PGconn		*conn;
-	PGresult	*res;
-	char		*cause;
-
-	conn = cmd_connect(entry);
-	res = pq_exec(conn, sql, n, params, &cause);
-	PQfinish(conn);
-	if (res == NULL) {
-		*code = cmd_fail(entry, "%s", cause);
-		free(cause);
-	}
-	return (res);
-}
 
 /*
  * Start the option scan of a form over the arguments that follow its
@@ -197,7 +176,7 @@ cmd_limits_set(int argc, char **argv)
 		    "--concurrency, --rate and --burst"));
 	params[0] = argv[optind];
 
-	res = cmd_limits_query(entry, "SELECT dwa.limit_set($1::text, "
+	res = cmd_query(entry, "SELECT dwa.limit_set($1::text, "
 	    "$2::integer, $3::text, $4::integer)", 4, params, &code);
 	if (res == NULL)
 		return (code);
@@ -230,7 +209,7 @@ cmd_limits_delete(int argc, char **argv)
 		    argv[optind + 1]));
 	params[0] = argv[optind];
 
-	res = cmd_limits_query(entry, "SELECT dwa.limit_delete($1::text)", 1,
+	res = cmd_query(entry, "SELECT dwa.limit_delete($1::text)", 1,
 	    params, &code);
 	if (res == NULL)
 		return (code);
@@ -278,16 +257,11 @@ cmd_limits_exec(const struct cmd_entry *entry, int argc, char **argv)
 		return (cmd_usage(entry, "unexpected argument '%s'",
 		    argv[optind]));
 
-	res = cmd_limits_query(entry, json ? cmd_limits_json_sql :
+	res = cmd_query(entry, json ? cmd_limits_json_sql :
 	    cmd_limits_sql, 0, NULL, &code);
 	if (res == NULL)
 		return (code);
-	if (json)
-		printf("%s\n", PQgetvalue(res, 0, 0));
-	else
-		cmd_table_print(res, PQnfields(res), CMD_LIMITS_CELL_MAX);
-	PQclear(res);
-	return (DWA_EXIT_OK);
+	return (cmd_print_result(res, json, CMD_LIMITS_CELL_MAX));
 }
 
 const struct cmd_entry cmd_limits_entry = {

@@ -54,7 +54,6 @@ cmd_list_exec(const struct cmd_entry *entry, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char	*params[3] = { NULL, NULL, NULL };
-	PGconn		*conn;
 	PGresult	*res;
 	char		*cause, limitbuf[32];
 	long		 limit = CMD_LIST_LIMIT;
@@ -100,21 +99,11 @@ cmd_list_exec(const struct cmd_entry *entry, int argc, char **argv)
 	snprintf(limitbuf, sizeof limitbuf, "%ld", limit);
 	params[2] = limitbuf;
 
-	conn = cmd_connect(entry);
-	res = pq_exec(conn, json ? cmd_list_json_sql : cmd_list_sql, 3, params,
-	    &cause);
-	PQfinish(conn);
-	if (res == NULL) {
-		code = cmd_fail(entry, "%s", cause);
-		free(cause);
+	res = cmd_query(entry, json ? cmd_list_json_sql : cmd_list_sql, 3, params,
+	    &code);
+	if (res == NULL)
 		return (code);
-	}
-	if (json)
-		printf("%s\n", PQgetvalue(res, 0, 0));
-	else
-		cmd_table_print(res, PQnfields(res), CMD_LIST_CELL_MAX);
-	PQclear(res);
-	return (DWA_EXIT_OK);
+	return (cmd_print_result(res, json, CMD_LIST_CELL_MAX));
 }
 
 const struct cmd_entry cmd_list_entry = {

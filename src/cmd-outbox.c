@@ -81,9 +81,8 @@ static int
 cmd_outbox_retry(const struct cmd_entry *entry, int argc, char **argv)
 {
 	const char	*params[1];
-	PGconn		*conn;
 	PGresult	*res;
-	char		*cause, idbuf[32];
+	char		 idbuf[32];
 	int		 code;
 
 	if (argc == 0)
@@ -97,15 +96,10 @@ cmd_outbox_retry(const struct cmd_entry *entry, int argc, char **argv)
 		return (code);
 
 	params[0] = idbuf;
-	conn = cmd_connect(entry);
-	res = pq_exec(conn, "SELECT dwa.outbox_retry($1::bigint)", 1, params,
-	    &cause);
-	PQfinish(conn);
-	if (res == NULL) {
-		code = cmd_fail(entry, "%s", cause);
-		free(cause);
+	res = cmd_query(entry, "SELECT dwa.outbox_retry($1::bigint)", 1,
+	    params, &code);
+	if (res == NULL)
 		return (code);
-	}
 	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
 		code = cmd_fail(entry, "outbox row %s was not re-queued",
 		    idbuf);
@@ -127,7 +121,6 @@ cmd_outbox_exec(const struct cmd_entry *entry, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char	*params[3] = { NULL, NULL, NULL };
-	PGconn		*conn;
 	PGresult	*res;
 	char		*cause, taskbuf[32], limitbuf[32];
 	long		 limit = CMD_OUTBOX_LIMIT;
@@ -182,21 +175,11 @@ cmd_outbox_exec(const struct cmd_entry *entry, int argc, char **argv)
 	snprintf(limitbuf, sizeof limitbuf, "%ld", limit);
 	params[2] = limitbuf;
 
-	conn = cmd_connect(entry);
-	res = pq_exec(conn, json ? cmd_outbox_json_sql : cmd_outbox_sql, 3,
-	    params, &cause);
-	PQfinish(conn);
-	if (res == NULL) {
-		code = cmd_fail(entry, "%s", cause);
-		free(cause);
+	res = cmd_query(entry, json ? cmd_outbox_json_sql : cmd_outbox_sql, 3, params,
+	    &code);
+	if (res == NULL)
 		return (code);
-	}
-	if (json)
-		printf("%s\n", PQgetvalue(res, 0, 0));
-	else
-		cmd_table_print(res, PQnfields(res), CMD_OUTBOX_CELL_MAX);
-	PQclear(res);
-	return (DWA_EXIT_OK);
+	return (cmd_print_result(res, json, CMD_OUTBOX_CELL_MAX));
 }
 
 const struct cmd_entry cmd_outbox_entry = {

@@ -203,3 +203,37 @@ cmd_in_list(const char *s, const char *const *list)
 	}
 	return (0);
 }
+
+/*
+ * Connect, run one query and disconnect.  Returns the result (the caller
+ * clears it), or NULL after printing the error, with *code set to exit 1.
+ */
+PGresult *
+cmd_query(const struct cmd_entry *entry, const char *sql, int n,
+    const char *const *params, int *code)
+{
+	PGconn		*conn;
+	PGresult	*res;
+	char		*cause;
+
+	conn = cmd_connect(entry);
+	res = pq_exec(conn, sql, n, params, &cause);
+	PQfinish(conn);
+	if (res == NULL) {
+		*code = cmd_fail(entry, "%s", cause);
+		free(cause);
+	}
+	return (res);
+}
+
+/* Print a listing: its one JSON value, or its rows as a table; clears it. */
+int
+cmd_print_result(PGresult *res, int json, size_t cell_max)
+{
+	if (json)
+		printf("%s\n", PQgetvalue(res, 0, 0));
+	else
+		cmd_table_print(res, PQnfields(res), cell_max);
+	PQclear(res);
+	return (DWA_EXIT_OK);
+}

@@ -65,5 +65,8 @@ int	 cmd_listen(PGconn *, char **);
 int	 cmd_wait_task(PGconn *, long long, long long, long long, char **);
 char	*cmd_escape(const char *, size_t);
 void	 cmd_table_print(const PGresult *, int, size_t);
+PGresult *cmd_query(const struct cmd_entry *, const char *, int,
+	     const char *const *, int *);
+int	 cmd_print_result(PGresult *, int, size_t);
 
 #endif /* CMD_H */
