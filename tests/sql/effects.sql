@@ -6,7 +6,7 @@
 -- follow-ups that fail validation, and the validation of effects at
 -- submission.  NOTIFY cannot be observed from pgTAP and is not tested here.
 BEGIN;
-SELECT plan(111);
+SELECT plan(114);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'fx.' || n, 'worker'
@@ -315,6 +315,20 @@ SELECT is(dwa.complete((SELECT run_id FROM dwa.steps WHERE task_id = pg_temp.id(
     'enqueue: a repeated completion is refused');
 SELECT is((SELECT count(*) FROM dwa.tasks WHERE parent_id = pg_temp.id('parent')), 1::bigint,
     '... and submits nothing more');
+
+-- The completing transaction fails after the enqueue and is retried: the
+-- follow-up goes with the rollback, and the retry submits it once.
+INSERT INTO ids SELECT 'again', dwa.submit($${"type":"fx.parent","payload":{"who":"bo"},
+    "onSuccess":[{"$event":"enqueue","task":{"type":"fx.child","payload":{"of":"{{task.id}}"}}}]}$$::jsonb);
+INSERT INTO ids SELECT 'again-run', pg_temp.run('again', 'fx.parent');
+SAVEPOINT completing;
+DO $$ BEGIN PERFORM dwa.complete(pg_temp.id('again-run'), '{}'); END $$;
+ROLLBACK TO SAVEPOINT completing;
+SELECT is((SELECT count(*) FROM dwa.tasks WHERE parent_id = pg_temp.id('again')), 0::bigint,
+    'enqueue: a rolled-back completion leaves no follow-up');
+SELECT ok(dwa.complete(pg_temp.id('again-run'), '{}'), 'enqueue: the retried completion is accepted');
+SELECT is((SELECT count(*) FROM dwa.tasks WHERE parent_id = pg_temp.id('again')), 1::bigint,
+    'enqueue: exactly one follow-up after the retry');
 
 -- ---------------------------------------------------------------------
 -- Templates with no value, fields of the wrong shape: dead rows.
