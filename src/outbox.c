@@ -62,8 +62,10 @@ struct outbox {
 	int			 want_claim;
 	int			 claiming;
 	int			 draining;
+	int			 claim_n;	/* rows asked for in flight */
 	struct event		*poll_ev;
 	struct event		*grace_ev;
+	struct event		*due_ev;	/* the next retry falls due */
 };
 
 /* Lowercase hex HMAC-SHA256 of body under secret; the caller frees it. */
@@ -389,6 +391,34 @@ delivery_start(struct outbox *o, PGresult *res, int row)
 }
 
 static void
+outbox_due_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
+{
+	struct outbox	*o = arg;
+
+	o->want_claim = 1;
+}
+
+/* When the next pending row falls due within the poll interval, wake then. */
+static void
+outbox_next_cb(PGresult *res, const char *error __unused, void *arg)
+{
+	struct outbox	*o = arg;
+	struct timeval	 tv;
+	int64_t		 ms;
+
+	if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		return;
+	ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (ms >= 1000)
+		return;		/* the poll comes first */
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = 0;
+	tv.tv_usec = ms * 1000;
+	evtimer_add(o->due_ev, &tv);
+}
+
+static void
 outbox_claim_cb(PGresult *res, const char *error, void *arg)
 {
 	struct outbox	*o = arg;
@@ -403,8 +433,17 @@ outbox_claim_cb(PGresult *res, const char *error, void *arg)
 	n = PQntuples(res);
 	for (i = 0; i < n; i++)
 		delivery_start(o, res, i);
-	if (n > 0)
+	if (n > 0 && n >= o->claim_n) {
 		o->want_claim = 1;
+		return;
+	}
+	/*
+	 * Nothing more is due now: a retry may fall due before the next
+	 * poll, so that backoffs under a second keep their length.
+	 */
+	db_query(o->db, "SELECT ceil(extract(epoch FROM min(next_attempt_at) - "
+	    "now()) * 1000)::bigint FROM dwa.outbox WHERE status = 'pending'",
+	    0, NULL, outbox_next_cb, o);
 }
 
 static void
@@ -424,6 +463,7 @@ outbox_claim(struct outbox *o, int n)
 	    "dwa._outbox_claim($1::integer, $2::integer, $3::interval)", 3,
 	    params, outbox_claim_cb, o) == 0) {
 		o->claiming = 1;
+		o->claim_n = n;
 		o->want_claim = 0;
 	}
 }
@@ -566,6 +606,7 @@ outbox_create(struct event_base *base, struct db *db, struct http *http,
 	o->poll_ev = event_new(base, -1, EV_PERSIST, outbox_poll_cb, o);
 	event_add(o->poll_ev, &tv);
 	o->grace_ev = evtimer_new(base, outbox_grace_cb, o);
+	o->due_ev = evtimer_new(base, outbox_due_cb, o);
 	return (o);
 }
 
@@ -582,5 +623,6 @@ outbox_free(struct outbox *o)
 	json_decref(o->finishing);
 	event_free(o->poll_ev);
 	event_free(o->grace_ev);
+	event_free(o->due_ev);
 	free(o);
 }
