@@ -55,7 +55,7 @@ install_missing() {
 
 # build DIR CONFIGURE-FLAGS...: an out-of-tree build under .dwa/.
 build() {
-	local dir="$state/$1"
+	local name=$1 dir="$state/$1"
 	shift
 	[ -x "$top/configure" ] || { say "autoreconf"; (cd "$top" && ./autogen.sh >/dev/null 2>&1) || die "autoreconf failed"; }
 	if [ -f "$top/Makefile" ]; then
@@ -72,7 +72,7 @@ build() {
 		echo "$*" >"$dir/.flags"
 		sed -n '/configured:/,$p' "$dir/configure.out" >&2
 	fi
-	say "make ($1)"
+	say "make (.dwa/$name)"
 	make -C "$dir" -j"$(nproc)" -s >/dev/null || make -C "$dir" || die "build failed"
 	builddir=$dir
 }
