@@ -23,6 +23,7 @@
 #include <libpq-fe.h>
 
 #include "db.h"
+#include "executor.h"
 #include "log.h"
 #include "http.h"
 #include "migrate.h"
@@ -60,6 +61,8 @@ usage(int code)
 "      --reap DUR          look for dead daemons this often (default: 1s)\n"
 "      --grace DUR         on SIGTERM, wait this long for runs (default: 30s)\n"
 "      --outbox-concurrency N  effect deliveries in flight (default: 32)\n"
+"      --keep-workdirs     keep program runs' work directories (under\n"
+"                          DWA_WORKDIR, default /tmp/dwa-work)\n"
 "  -l, --log-file PATH     log there instead of stderr (reopened on SIGHUP)\n"
 "  -v, --verbose           more log (repeat for trace)\n"
 "  -q, --quiet             log warnings and errors only\n"
@@ -236,6 +239,7 @@ main(int argc, char **argv)
 		{ "reap", required_argument, NULL, 'R' },
 		{ "grace", required_argument, NULL, 'G' },
 		{ "outbox-concurrency", required_argument, NULL, 'O' },
+		{ "keep-workdirs", no_argument, NULL, 'K' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -254,7 +258,8 @@ main(int argc, char **argv)
 	struct db		*work, *listen;
 	const char		*url = NULL, *log_path = NULL;
 	char			*name = NULL, host[256], *cause = NULL;
-	int			 ch, level = LOG_INFO;
+	int			 ch, level = LOG_INFO, keep_workdirs = 0;
+	const char		*workdir;
 
 	while ((ch = getopt_long(argc, argv, "n:c:t:l:vqVh", longopts,
 	    NULL)) != -1) {
@@ -288,6 +293,9 @@ main(int argc, char **argv)
 			break;
 		case 'G':
 			cfg.grace_ms = opt_duration("grace", optarg, 0);
+			break;
+		case 'K':
+			keep_workdirs = 1;
 			break;
 		case 'O':
 			ocfg.concurrency = opt_int("outbox-concurrency", optarg,
@@ -339,6 +347,10 @@ main(int argc, char **argv)
 	    event_base_get_method(base), PQlibVersion(), curl_version(),
 	    JANSSON_VERSION);
 
+	if ((workdir = getenv("DWA_WORKDIR")) == NULL || *workdir == '\0')
+		workdir = "/tmp/dwa-work";
+	executor_exec_init(base, workdir, keep_workdirs);
+
 	/* The scheduler needs the connection and the connection its owner. */
 	work = db_create(base, url, "work", NULL, NULL);
 	http = http_create(base);
@@ -373,6 +385,7 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	sched_free(dwad_sched);
+	executor_exec_shutdown();
 	outbox_free(dwad_outbox);
 	http_free(http);
 	db_free(listen);

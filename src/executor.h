@@ -20,6 +20,7 @@ enum exec_outcome {
 };
 
 struct exec_run;
+struct proc_run;
 
 /*
  * A run ended.  output (on EXEC_OK) is borrowed: take a reference to keep
@@ -33,6 +34,16 @@ const char	*executor_builtin_types(void);
 struct exec_run	*executor_builtin_start(struct event_base *, const char *,
 		     json_t *, exec_done_cb *, void *);
 void		 executor_run_abort(struct exec_run *);
+
+/* A running program reported its progress (0-100). */
+typedef void exec_progress_cb(void *arg, int progress);
+
+void		 executor_exec_init(struct event_base *, const char *, int);
+void		 executor_exec_shutdown(void);
+struct proc_run	*executor_exec_start(char *const *, json_t *, int64_t,
+		     exec_done_cb *, exec_progress_cb *, void *);
+void		 executor_exec_abort(struct proc_run *);
+void		 executor_exec_terminate(struct proc_run *, const char *);
 
 /* The pure parts of the built-ins, for unit tests. */
 enum exec_outcome builtin_compute(const char *, json_t *, json_t **, char **);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <jansson.h>
 
 #include "executor.h"
@@ -42,7 +43,8 @@ struct run {
 	char			*task;
 	int			 attempt;
 	int64_t			 started_ms;
-	struct exec_run		*exec;
+	struct exec_run		*exec;		/* a built-in run, or */
+	struct proc_run		*proc;		/* a program's run */
 	struct event		*timeout;
 	TAILQ_ENTRY(run)	 entry;
 };
@@ -63,6 +65,14 @@ struct sched {
 	int			 want_claim;
 	int			 claiming;	/* claims in flight */
 	int			 claim_next;	/* next --type-limit group to claim */
+
+	/* Types this daemon serves: built-ins, then exec types (registry). */
+	char			**types;
+	int			 ntypes;
+	int			 nbuiltin;
+	json_t			*exec_argv;	/* name -> argv array */
+	int			 loading;
+	struct event		*registry_ev;
 	struct event		*hold_ev;	/* claim again when a token is due */
 	int			 renewing;
 	int			 reaping;
@@ -103,6 +113,7 @@ run_free(struct run *run)
 	TAILQ_REMOVE(&s->runs, run, entry);
 	s->nruns--;
 	executor_run_abort(run->exec);
+	executor_exec_abort(run->proc);
 	if (run->timeout != NULL)
 		event_free(run->timeout);
 	free(run->step_id);
@@ -171,8 +182,54 @@ run_timeout_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
 
 	xasprintf(&msg, "timed out after %.3f s",
 	    (util_now_ms() - run->started_ms) / 1000.0);
-	run_end(run, EXEC_TRANSIENT, NULL, msg, -1);
+	if (run->proc != NULL) {
+		/* A program's run ends when its process group has exited. */
+		run_log(LOG_INFO, run, "%s: terminating", msg);
+		executor_exec_terminate(run->proc, msg);
+	} else
+		run_end(run, EXEC_TRANSIENT, NULL, msg, -1);
 	free(msg);
+}
+
+/* A program reported progress: record it (fire and forget). */
+static void
+run_progress(void *arg, int progress)
+{
+	struct run	*run = arg;
+	char		 id[32], pct[16];
+	const char	*params[2];
+
+	snprintf(id, sizeof id, "%" PRId64, run->run_id);
+	snprintf(pct, sizeof pct, "%d", progress);
+	params[0] = id;
+	params[1] = pct;
+	db_query(run->sched->db, "SELECT dwa.progress($1::bigint, "
+	    "$2::numeric)", 2, params, NULL, NULL);
+}
+
+static void
+run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
+    const char *error)
+{
+	struct run	*run = arg;
+
+	run->proc = NULL;
+	run_end(run, outcome, output, error, -1);
+}
+
+/* Start a program: argv is the type's command, a JSON array of strings. */
+static void
+run_start_program(struct run *run, json_t *argv, json_t *input)
+{
+	char	**av;
+	size_t	  i, n = json_array_size(argv);
+
+	av = xcalloc(n + 1, sizeof *av);
+	for (i = 0; i < n; i++)
+		av[i] = (char *)json_string_value(json_array_get(argv, i));
+	run->proc = executor_exec_start(av, input, run->run_id, run_proc_done,
+	    run_progress, run);
+	free(av);
 }
 
 /* Start one claimed row. */
@@ -182,6 +239,7 @@ run_start(struct sched *s, PGresult *res, int row)
 	struct run	*run;
 	json_t		*input;
 	json_error_t	 jerr;
+	json_t		*argv;
 	int64_t		 timeout_ms;
 	struct timeval	 tv;
 
@@ -207,7 +265,8 @@ run_start(struct sched *s, PGresult *res, int row)
 		run_end(run, EXEC_PERMANENT, NULL, "input is not valid JSON", -1);
 		return;
 	}
-	if (!executor_builtin_supports(run->task)) {
+	argv = json_object_get(s->exec_argv, run->task);
+	if (!executor_builtin_supports(run->task) && argv == NULL) {
 		json_decref(input);
 		run_end(run, EXEC_PERMANENT, NULL, "no executor in this daemon "
 		    "serves this task type", -1);
@@ -222,8 +281,11 @@ run_start(struct sched *s, PGresult *res, int row)
 			evtimer_add(run->timeout, &tv);
 		}
 	}
-	run->exec = executor_builtin_start(s->base, run->task, input,
-	    run_exec_done, run);
+	if (argv != NULL)
+		run_start_program(run, argv, input);
+	else
+		run->exec = executor_builtin_start(s->base, run->task, input,
+		    run_exec_done, run);
 	json_decref(input);
 }
 
@@ -299,16 +361,6 @@ sched_claim(struct sched *s, const char *types, int n)
 		s->claiming++;
 }
 
-/* Append t to the NUL-terminated buf of size len, truncating. */
-static void
-str_append(char *buf, size_t len, const char *t)
-{
-	size_t	used = strlen(buf);
-
-	if (used + 1 < len)
-		snprintf(buf + used, len - used, "%s", t);
-}
-
 /* Runs of this daemon whose type matches a --type-limit pattern. */
 static int
 sched_running_matching(struct sched *s, const char *pattern)
@@ -332,10 +384,9 @@ sched_running_matching(struct sched *s, const char *pattern)
 static void
 sched_claim_group(struct sched *s, int first_group)
 {
-	const char	*all = executor_builtin_types();
-	char		*copy, *p, *t, *group;
-	size_t		 len;
-	int		 i, j, empty, room, free_slots, matched;
+	struct evbuffer	*lit;
+	char		*group;
+	int		 i, j, k, empty, room, free_slots, matched;
 
 	s->claim_next = s->cfg.ntype_limits;
 	for (i = first_group; i < s->cfg.ntype_limits; i++) {
@@ -352,30 +403,33 @@ sched_claim_group(struct sched *s, int first_group)
 			if (room <= 0)
 				continue;
 		}
-		copy = xstrdup(all + 1);	/* skip "{" */
-		copy[strcspn(copy, "}")] = '\0';
-		len = strlen(all) + 3;
-		group = xcalloc(1, len);
-		str_append(group, len, "{");
+		/* A PostgreSQL array literal, every name quoted. */
+		lit = evbuffer_new();
+		evbuffer_add(lit, "{", 1);
 		empty = 1;
-		for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+		for (k = 0; k < s->ntypes; k++) {
 			matched = -1;
 			for (j = 0; j < s->cfg.ntype_limits; j++) {
-				if (fnmatch(s->cfg.type_limits[j].pattern, t,
-				    0) == 0) {
+				if (fnmatch(s->cfg.type_limits[j].pattern,
+				    s->types[k], 0) == 0) {
 					matched = j;
 					break;
 				}
 			}
 			if (matched != i)
 				continue;
-			if (!empty)
-				str_append(group, len, ",");
-			str_append(group, len, t);
+			evbuffer_add_printf(lit, "%s\"", empty ? "" : ",");
+			for (const char *c = s->types[k]; *c != '\0'; c++) {
+				if (*c == '"' || *c == '\\')
+					evbuffer_add(lit, "\\", 1);
+				evbuffer_add(lit, c, 1);
+			}
+			evbuffer_add(lit, "\"", 1);
 			empty = 0;
 		}
-		str_append(group, len, "}");
-		free(copy);
+		evbuffer_add(lit, "}", 2);	/* with the NUL */
+		group = xstrdup((char *)evbuffer_pullup(lit, -1));
+		evbuffer_free(lit);
 		if (!empty) {
 			s->claim_next = i + 1;
 			sched_claim(s, group, room < s->cfg.batch ? room :
@@ -569,6 +623,83 @@ sched_poll_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
 	s->want_claim = 1;
 }
 
+/* Rebuild the list of served types: built-ins, then the exec types. */
+static void
+sched_types_set(struct sched *s)
+{
+	const char	*name;
+	json_t		*argv;
+	int		 i;
+
+	for (i = s->nbuiltin; i < s->ntypes; i++)
+		free(s->types[i]);
+	s->ntypes = s->nbuiltin;
+	s->types = xreallocarray(s->types, s->nbuiltin +
+	    json_object_size(s->exec_argv) + 1, sizeof *s->types);
+	json_object_foreach(s->exec_argv, name, argv) {
+		if (!executor_builtin_supports(name))
+			s->types[s->ntypes++] = xstrdup(name);
+	}
+}
+
+static void
+sched_registry_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+	json_t		*map, *argv, *v;
+	size_t		 i;
+	int		 r, ok;
+
+	s->loading = 0;
+	if (res == NULL) {
+		if (db_is_up(s->db))
+			log_error("loading the task types failed: %s", error);
+		return;
+	}
+	map = json_object();
+	for (r = 0; r < PQntuples(res); r++) {
+		argv = json_loads(PQgetvalue(res, r, 1), 0, NULL);
+		ok = json_is_array(argv) && json_array_size(argv) > 0;
+		json_array_foreach(argv, i, v)
+			ok = ok && json_is_string(v);
+		if (ok)
+			json_object_set_new(map, PQgetvalue(res, r, 0), argv);
+		else {
+			log_warn("task type %s: command is not a list of "
+			    "strings; not served", PQgetvalue(res, r, 0));
+			json_decref(argv);
+		}
+	}
+	if (!json_equal(map, s->exec_argv)) {
+		log_info("serving %zu program task type%s", json_object_size(map),
+		    json_object_size(map) == 1 ? "" : "s");
+		json_decref(s->exec_argv);
+		s->exec_argv = map;
+		sched_types_set(s);
+		s->want_claim = 1;
+	} else
+		json_decref(map);
+}
+
+/* Load the exec types from dwa.task_types. */
+static void
+sched_registry_load(struct sched *s)
+{
+	if (s->loading || !db_is_up(s->db))
+		return;
+	if (db_query(s->db, "SELECT name, array_to_json(command)::text FROM "
+	    "dwa.task_types WHERE executor = 'exec' AND command IS NOT NULL",
+	    0, NULL, sched_registry_cb, s) == 0)
+		s->loading = 1;
+}
+
+static void
+sched_registry_timer_cb(evutil_socket_t fd __unused, short events __unused,
+    void *arg)
+{
+	sched_registry_load(arg);
+}
+
 static void
 sched_register_cb(PGresult *res, const char *error, void *arg)
 {
@@ -588,6 +719,7 @@ sched_register_cb(PGresult *res, const char *error, void *arg)
 		log_info("registered again as worker %d", s->worker_id);
 	/* Adopt what we still hold, before anyone reaps it. */
 	sched_renew(s);
+	sched_registry_load(s);
 	s->want_claim = 1;
 }
 
@@ -599,7 +731,7 @@ sched_db_state(struct sched *s, int up)
 	const char	*params[5];
 
 	s->worker_id = 0;
-	s->claiming = s->renewing = s->reaping = 0;
+	s->claiming = s->renewing = s->reaping = s->loading = 0;
 	if (!up)
 		return;
 	if (gethostname(host, sizeof host) != 0)
@@ -712,6 +844,7 @@ sched_create(struct event_base *base, struct db *db,
 {
 	struct sched	*s;
 	struct timeval	 tv;
+	char		*copy, *p, *t;
 
 	s = xcalloc(1, sizeof *s);
 	s->base = base;
@@ -738,6 +871,23 @@ sched_create(struct event_base *base, struct db *db,
 
 	s->grace_ev = evtimer_new(base, sched_grace_cb, s);
 	s->hold_ev = evtimer_new(base, sched_hold_cb, s);
+
+	/* The built-in types, from their array literal. */
+	copy = xstrdup(executor_builtin_types() + 1);
+	copy[strcspn(copy, "}")] = '\0';
+	for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+		s->types = xreallocarray(s->types, s->ntypes + 1,
+		    sizeof *s->types);
+		s->types[s->ntypes++] = xstrdup(t);
+	}
+	free(copy);
+	s->nbuiltin = s->ntypes;
+	s->exec_argv = json_object();
+	s->registry_ev = event_new(base, -1, EV_PERSIST,
+	    sched_registry_timer_cb, s);
+	tv.tv_sec = 5;
+	tv.tv_usec = 0;
+	event_add(s->registry_ev, &tv);
 	return (s);
 }
 
@@ -757,6 +907,11 @@ sched_free(struct sched *s)
 	event_free(s->reap_ev);
 	event_free(s->grace_ev);
 	event_free(s->hold_ev);
+	event_free(s->registry_ev);
+	while (s->ntypes > 0)
+		free(s->types[--s->ntypes]);
+	free(s->types);
+	json_decref(s->exec_argv);
 	free((char *)s->cfg.name);
 	free(s);
 }
