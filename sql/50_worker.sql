@@ -493,3 +493,42 @@ END
 $$;
 COMMENT ON FUNCTION dwa._reap() IS
     'Requeue runs and deliveries of dead daemons and expired leases; returns how many runs';
+
+-- stream: a running step's streamed event (a partial transcript, a frame):
+-- stored in dwa.events and sent on NOTIFY dwa_events for UIs.
+CREATE OR REPLACE FUNCTION dwa.stream(p_run_id bigint, p_event text,
+    p_data jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v_id bigint;
+    note text;
+BEGIN
+    IF p_event IS NULL OR p_event = '' THEN
+        PERFORM dwa._reject('event: must be a non-empty name', 'event');
+    END IF;
+    SELECT task_id, step_id INTO s FROM dwa.steps
+     WHERE run_id = p_run_id AND status = 'running';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO dwa.events (task_id, step_id, event, payload)
+    VALUES (s.task_id, s.step_id, p_event, p_data)
+    RETURNING id INTO v_id;
+    note := json_build_object('task_id', s.task_id, 'step_id', s.step_id,
+        'event', p_event, 'id', v_id, 'data', p_data)::text;
+    IF octet_length(note) >= 8000 THEN
+        -- Over NOTIFY's limit: listeners read the payload from dwa.events.
+        note := json_build_object('task_id', s.task_id, 'step_id', s.step_id,
+            'event', p_event, 'id', v_id)::text;
+    END IF;
+    PERFORM pg_notify('dwa_events', note);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dwa.stream(bigint, text, jsonb) IS
+    'Record a streamed event of a running step in dwa.events and NOTIFY dwa_events; false if the run no longer holds its step';

@@ -16,7 +16,8 @@ GRANT EXECUTE ON FUNCTION dwa._duration(jsonb, text), dwa._reject(text, text, te
 
 GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval),
     dwa.heartbeat(text, bigint[], interval), dwa.progress(bigint, numeric, jsonb),
-    dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval)
+    dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval),
+    dwa.stream(bigint, text, jsonb)
     TO dwa_worker;
 
 -- Limits: anyone may look; only admins set them.  The view calls these

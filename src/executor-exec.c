@@ -58,6 +58,7 @@ struct proc_run {
 	struct event		*kill_ev;
 	exec_done_cb		*cb;
 	exec_progress_cb	*pcb;
+	exec_event_cb		*ecb;
 	void			*arg;
 	TAILQ_ENTRY(proc_run)	 entry;
 };
@@ -213,10 +214,12 @@ proc_line(struct proc_run *p, const char *line)
 	    json_is_number(v) && json_object_size(obj) == 1) {
 		if (p->pcb != NULL)
 			p->pcb(p->arg, (int)json_number_value(v));
-	} else if (json_object_get(obj, "event") != NULL &&
+	} else if (json_is_string(v = json_object_get(obj, "event")) &&
 	    json_object_size(obj) <= 2 && (json_object_size(obj) == 1 ||
 	    json_object_get(obj, "data") != NULL)) {
-		/* A streamed event: not recorded yet. */
+		if (p->ecb != NULL)
+			p->ecb(p->arg, json_string_value(v),
+			    json_object_get(obj, "data"));
 	} else if ((v = json_object_get(obj, "result")) != NULL &&
 	    json_object_size(obj) == 1) {
 		json_decref(p->output);
@@ -386,11 +389,12 @@ proc_bev(int fd, bufferevent_data_cb rcb, bufferevent_data_cb wcb,
 
 /*
  * Start argv with input on stdin.  The run ends through cb (never from
- * inside this call) unless aborted; progress reports go to pcb.
+ * inside this call) unless aborted; progress reports go to pcb, streamed
+ * events to ecb.
  */
 struct proc_run *
 executor_exec_start(char *const *argv, json_t *input, int64_t run_id,
-    exec_done_cb *cb, exec_progress_cb *pcb, void *arg)
+    exec_done_cb *cb, exec_progress_cb *pcb, exec_event_cb *ecb, void *arg)
 {
 	struct proc_run	*p;
 	int		 in[2], out[2], err[2];
@@ -400,6 +404,7 @@ executor_exec_start(char *const *argv, json_t *input, int64_t run_id,
 	p = xcalloc(1, sizeof *p);
 	p->cb = cb;
 	p->pcb = pcb;
+	p->ecb = ecb;
 	p->arg = arg;
 	mkdir(proc_root, 0755);
 	xasprintf(&p->workdir, "%s/run-%lld", proc_root, (long long)run_id);

@@ -37,11 +37,13 @@ void		 executor_run_abort(struct exec_run *);
 
 /* A running program reported its progress (0-100). */
 typedef void exec_progress_cb(void *arg, int progress);
+/* A running program streamed an event; data (may be NULL) is borrowed. */
+typedef void exec_event_cb(void *arg, const char *event, json_t *data);
 
 void		 executor_exec_init(struct event_base *, const char *, int);
 void		 executor_exec_shutdown(void);
 struct proc_run	*executor_exec_start(char *const *, json_t *, int64_t,
-		     exec_done_cb *, exec_progress_cb *, void *);
+		     exec_done_cb *, exec_progress_cb *, exec_event_cb *, void *);
 void		 executor_exec_abort(struct proc_run *);
 void		 executor_exec_terminate(struct proc_run *, const char *);
 

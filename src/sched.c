@@ -207,6 +207,25 @@ run_progress(void *arg, int progress)
 	    "$2::numeric)", 2, params, NULL, NULL);
 }
 
+/* A program streamed an event: record it for UIs (fire and forget). */
+static void
+run_event(void *arg, const char *event, json_t *data)
+{
+	struct run	*run = arg;
+	char		 id[32], *body;
+	const char	*params[3];
+
+	snprintf(id, sizeof id, "%" PRId64, run->run_id);
+	body = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) :
+	    NULL;
+	params[0] = id;
+	params[1] = event;
+	params[2] = body;
+	db_query(run->sched->db, "SELECT dwa.stream($1::bigint, $2, "
+	    "$3::jsonb)", 3, params, NULL, NULL);
+	free(body);
+}
+
 static void
 run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
     const char *error)
@@ -228,7 +247,7 @@ run_start_program(struct run *run, json_t *argv, json_t *input)
 	for (i = 0; i < n; i++)
 		av[i] = (char *)json_string_value(json_array_get(argv, i));
 	run->proc = executor_exec_start(av, input, run->run_id, run_proc_done,
-	    run_progress, run);
+	    run_progress, run_event, run);
 	free(av);
 }
 

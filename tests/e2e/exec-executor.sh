@@ -7,7 +7,7 @@
 # (SIGKILL after SIGTERM is ignored), 200 concurrent runs without leaking
 # descriptors or zombies, and --keep-workdirs.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 46
+plan 47
 
 P="$top_srcdir/tests/e2e/exec"
 M=$$	# unique sleep durations, so pgrep finds only our processes
@@ -88,6 +88,8 @@ wait_until 10 task_done "$prog"
 is "$(task_status "$prog")" completed "the progress task completes"
 is "$(sql "SELECT result FROM dwa.tasks WHERE id = $prog")" '{"b": 2}' \
 	"without {\"result\"}, the last object is the output (progress and events are not)"
+is "$(sql "SELECT step_id || ' ' || event || ' ' || payload::text FROM dwa.events WHERE task_id = $prog")" \
+	'0 note {"x": 1}' "a streamed {\"event\", \"data\"} line is stored in dwa.events"
 
 # --- exit codes ------------------------------------------------------------
 wait_until 10 task_done "$e75"
