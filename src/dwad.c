@@ -53,6 +53,7 @@ usage(int code)
 "      --db URL            database (default: DATABASE_URL, PG* variables)\n"
 "  -n, --name NAME         name in dwa.workers (default: dwad@HOST:PID)\n"
 "  -c, --concurrency N     steps run at once (default: 16)\n"
+"  -T, --types PAT,...     serve only the task types matching these globs\n"
 "  -t, --type-limit PAT=N  at most N steps at once of the types matching the\n"
 "                          glob PAT (repeatable), e.g. 'video.*=1'\n"
 "      --batch N           most steps claimed per query (default: 64)\n"
@@ -113,6 +114,28 @@ opt_int(const char *name, const char *arg, long min, long max)
 		exit(DWA_EXIT_USAGE);
 	}
 	return ((int)v);
+}
+
+/* --types PATTERN,...: the globs of the task types this daemon serves. */
+static void
+opt_types(struct sched_config *cfg, const char *arg)
+{
+	char	*copy, *p, *t;
+
+	copy = xstrdup(arg);
+	for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+		if (*t == '\0')
+			continue;
+		cfg->serve = xreallocarray(cfg->serve, cfg->nserve + 1,
+		    sizeof *cfg->serve);
+		cfg->serve[cfg->nserve++] = xstrdup(t);
+	}
+	free(copy);
+	if (cfg->nserve == 0) {
+		fprintf(stderr, "dwad: --types: \"%s\" names no type pattern\n",
+		    arg);
+		exit(DWA_EXIT_USAGE);
+	}
 }
 
 /* --type-limit PATTERN=N */
@@ -233,6 +256,7 @@ main(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "type-limit", required_argument, NULL, 't' },
+		{ "types", required_argument, NULL, 'T' },
 		{ "batch", required_argument, NULL, 'B' },
 		{ "lease", required_argument, NULL, 'L' },
 		{ "poll", required_argument, NULL, 'P' },
@@ -261,7 +285,7 @@ main(int argc, char **argv)
 	int			 ch, level = LOG_INFO, keep_workdirs = 0;
 	const char		*workdir;
 
-	while ((ch = getopt_long(argc, argv, "n:c:t:l:vqVh", longopts,
+	while ((ch = getopt_long(argc, argv, "n:c:t:T:l:vqVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'D':
@@ -278,6 +302,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			opt_type_limit(&cfg, optarg);
+			break;
+		case 'T':
+			opt_types(&cfg, optarg);
 			break;
 		case 'B':
 			cfg.batch = opt_int("batch", optarg, 1, 1000);
@@ -395,6 +422,9 @@ main(int argc, char **argv)
 	free(name);
 	while (cfg.ntype_limits > 0)
 		free(cfg.type_limits[--cfg.ntype_limits].pattern);
+	while (cfg.nserve > 0)
+		free(cfg.serve[--cfg.nserve]);
+	free(cfg.serve);
 	free(cfg.type_limits);
 	log_close();
 	return (DWA_EXIT_OK);

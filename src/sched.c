@@ -642,6 +642,21 @@ sched_poll_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
 	s->want_claim = 1;
 }
 
+/* Whether --types lets this daemon serve type name. */
+static int
+sched_serves(const struct sched *s, const char *name)
+{
+	int	i;
+
+	if (s->cfg.nserve == 0)
+		return (1);
+	for (i = 0; i < s->cfg.nserve; i++) {
+		if (fnmatch(s->cfg.serve[i], name, 0) == 0)
+			return (1);
+	}
+	return (0);
+}
+
 /* Rebuild the list of served types: built-ins, then the exec types. */
 static void
 sched_types_set(struct sched *s)
@@ -656,7 +671,7 @@ sched_types_set(struct sched *s)
 	s->types = xreallocarray(s->types, s->nbuiltin +
 	    json_object_size(s->exec_argv) + 1, sizeof *s->types);
 	json_object_foreach(s->exec_argv, name, argv) {
-		if (!executor_builtin_supports(name))
+		if (!executor_builtin_supports(name) && sched_serves(s, name))
 			s->types[s->ntypes++] = xstrdup(name);
 	}
 }
@@ -895,6 +910,8 @@ sched_create(struct event_base *base, struct db *db,
 	copy = xstrdup(executor_builtin_types() + 1);
 	copy[strcspn(copy, "}")] = '\0';
 	for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+		if (!sched_serves(s, t))
+			continue;
 		s->types = xreallocarray(s->types, s->ntypes + 1,
 		    sizeof *s->types);
 		s->types[s->ntypes++] = xstrdup(t);

@@ -29,6 +29,8 @@ struct sched_config {
 	int64_t		 grace_ms;	/* how long a drain waits for runs */
 	struct sched_type_limit *type_limits;
 	int		 ntype_limits;
+	char		**serve;	/* --types: globs of the types served */
+	int		 nserve;	/* 0: every type this daemon can run */
 };
 
 struct sched;
