@@ -7,7 +7,9 @@ INSERT INTO dwa.task_types (name, executor, tags, description) VALUES
     ('data.aggregate', 'builtin', '{data,generic,transform}',
         'Returns its input: by default the outputs of its dependencies keyed by id'),
     ('text.chunk', 'builtin', '{text,generic,transform}',
-        'Splits "text" into chunks of "size" characters overlapping by "overlap"')
+        'Splits "text" into chunks of "size" characters overlapping by "overlap"'),
+    ('http.request', 'builtin', '{data,generic,fetch}',
+        'HTTP request: url, method, headers, body, timeoutMs -> status, headers, body')
 ON CONFLICT (name) DO UPDATE
     SET executor = EXCLUDED.executor, tags = EXCLUDED.tags,
         description = EXCLUDED.description, updated_at = now()

@@ -381,6 +381,7 @@ main(int argc, char **argv)
 	/* The scheduler needs the connection and the connection its owner. */
 	work = db_create(base, url, "work", NULL, NULL);
 	http = http_create(base);
+	cfg.http = http;
 	dwad_sched = sched_create(base, work, &cfg);
 	dwad_outbox = outbox_create(base, work, http, &ocfg);
 	db_set_state_cb(work, dwad_work_state_cb, NULL);

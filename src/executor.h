@@ -21,6 +21,8 @@ enum exec_outcome {
 
 struct exec_run;
 struct proc_run;
+struct net_run;
+struct http;
 
 /*
  * A run ended.  output (on EXEC_OK) is borrowed: take a reference to keep
@@ -46,6 +48,14 @@ struct proc_run	*executor_exec_start(char *const *, json_t *, int64_t,
 		     exec_done_cb *, exec_progress_cb *, exec_event_cb *, void *);
 void		 executor_exec_abort(struct proc_run *);
 void		 executor_exec_terminate(struct proc_run *, const char *);
+
+/* An answer asked to be retried after this many milliseconds. */
+typedef void exec_retry_cb(void *arg, int64_t retry_after_ms);
+
+int		 executor_net_supports(const char *);
+struct net_run	*executor_net_start(struct http *, const char *, json_t *,
+		     exec_done_cb *, exec_retry_cb *, void *, char **);
+void		 executor_net_abort(struct net_run *);
 
 /* The pure parts of the built-ins, for unit tests. */
 enum exec_outcome builtin_compute(const char *, json_t *, json_t **, char **);

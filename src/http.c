@@ -8,6 +8,7 @@
  * collected from curl_multi_info_read and their callbacks run.  A transfer
  * owns its easy handle, header list, request body and answer buffer.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,6 +45,7 @@ struct http_xfer {
 	size_t			 body_len;
 	size_t			 body_cap;
 	int64_t			 retry_after_ms;
+	json_t			*resp_headers;	/* lower-case name -> value */
 	char			 errbuf[CURL_ERROR_SIZE];
 	http_done_cb		*cb;
 	void			*arg;
@@ -60,6 +62,7 @@ http_xfer_free(struct http_xfer *x)
 	curl_slist_free_all(x->rcpts);
 	free(x->req);
 	free(x->body);
+	json_decref(x->resp_headers);
 	x->http->inflight--;
 	free(x);
 }
@@ -159,6 +162,7 @@ http_check(struct http *h)
 		r.body = x->body != NULL ? x->body : "";
 		r.body_len = x->body_len;
 		r.retry_after_ms = x->retry_after_ms;
+		r.headers = x->resp_headers;
 		x->cb(&r, x->arg);
 		http_xfer_free(x);
 	}
@@ -192,6 +196,22 @@ http_header_cb(char *data, size_t size, size_t n, void *arg)
 	long			 secs;
 	time_t			 when;
 
+	/* Every header, for callers that return them; a status line starts
+	 * a new set (after a 100 Continue). */
+	if (len > 5 && strncmp(data, "HTTP/", 5) == 0)
+		json_object_clear(x->resp_headers);
+	else if ((v = memchr(data, ':', len)) != NULL && v != data) {
+		char	*name = xstrndup(data, v - data), *val, *c;
+
+		for (c = name; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+		val = xstrndup(v + 1, len - (v + 1 - data));
+		val[strcspn(val, "\r\n")] = '\0';
+		json_object_set_new(x->resp_headers, name,
+		    json_string(val + strspn(val, " \t")));
+		free(name);
+		free(val);
+	}
 	if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
 		v = xstrndup(data + 12, len - 12);
 		v[strcspn(v, "\r\n")] = '\0';
@@ -217,6 +237,7 @@ http_xfer_create(struct http *h, const char *url, long timeout_ms,
 	x->cb = cb;
 	x->arg = arg;
 	x->retry_after_ms = -1;
+	x->resp_headers = json_object();
 	if ((x->easy = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init failed");
 	curl_easy_setopt(x->easy, CURLOPT_URL, url);

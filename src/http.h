@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "dwa.h"
 
@@ -23,6 +24,7 @@ struct http_result {
 	const char	*body;		/* the answer, NUL-terminated */
 	size_t		 body_len;
 	int64_t		 retry_after_ms; /* Retry-After, -1 when absent */
+	json_t		*headers;	/* the answer's headers, lower-case names */
 };
 
 /* A transfer ended; the result and everything in it are borrowed. */

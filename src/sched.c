@@ -44,7 +44,9 @@ struct run {
 	int			 attempt;
 	int64_t			 started_ms;
 	struct exec_run		*exec;		/* a built-in run, or */
-	struct proc_run		*proc;		/* a program's run */
+	struct proc_run		*proc;		/* a program's run, or */
+	struct net_run		*net;		/* a network built-in's */
+	int64_t			 retry_after_ms; /* asked for by the answer */
 	struct event		*timeout;
 	TAILQ_ENTRY(run)	 entry;
 };
@@ -114,6 +116,7 @@ run_free(struct run *run)
 	s->nruns--;
 	executor_run_abort(run->exec);
 	executor_exec_abort(run->proc);
+	executor_net_abort(run->net);
 	if (run->timeout != NULL)
 		event_free(run->timeout);
 	free(run->step_id);
@@ -227,6 +230,25 @@ run_event(void *arg, const char *event, json_t *data)
 }
 
 static void
+run_net_retry(void *arg, int64_t retry_after_ms)
+{
+	struct run	*run = arg;
+
+	run->retry_after_ms = retry_after_ms;
+}
+
+static void
+run_net_done(void *arg, enum exec_outcome outcome, json_t *output,
+    const char *error)
+{
+	struct run	*run = arg;
+
+	run->net = NULL;
+	run_end(run, outcome, output, error,
+	    outcome == EXEC_TRANSIENT ? run->retry_after_ms : -1);
+}
+
+static void
 run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
     const char *error)
 {
@@ -251,6 +273,24 @@ run_start_program(struct run *run, json_t *argv, json_t *input)
 	free(av);
 }
 
+/* Arm the run's timeout, if its step has one (column 8 of the claim). */
+static void
+run_arm_timeout(struct sched *s, struct run *run, PGresult *res, int row)
+{
+	int64_t		timeout_ms;
+	struct timeval	tv;
+
+	if (PQgetisnull(res, row, 8))
+		return;
+	timeout_ms = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+	if (timeout_ms <= 0)
+		return;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	run->timeout = evtimer_new(s->base, run_timeout_cb, run);
+	evtimer_add(run->timeout, &tv);
+}
+
 /* Start one claimed row. */
 static void
 run_start(struct sched *s, PGresult *res, int row)
@@ -259,8 +299,7 @@ run_start(struct sched *s, PGresult *res, int row)
 	json_t		*input;
 	json_error_t	 jerr;
 	json_t		*argv;
-	int64_t		 timeout_ms;
-	struct timeval	 tv;
+	char		*cause = NULL;
 
 	run = xcalloc(1, sizeof *run);
 	run->sched = s;
@@ -284,6 +323,19 @@ run_start(struct sched *s, PGresult *res, int row)
 		run_end(run, EXEC_PERMANENT, NULL, "input is not valid JSON", -1);
 		return;
 	}
+	run->retry_after_ms = -1;
+	if (executor_net_supports(run->task) && s->cfg.http != NULL) {
+		run->net = executor_net_start(s->cfg.http, run->task, input,
+		    run_net_done, run_net_retry, run, &cause);
+		json_decref(input);
+		if (run->net == NULL) {
+			run_end(run, EXEC_PERMANENT, NULL, cause, -1);
+			free(cause);
+			return;
+		}
+		run_arm_timeout(s, run, res, row);
+		return;
+	}
 	argv = json_object_get(s->exec_argv, run->task);
 	if (!executor_builtin_supports(run->task) && argv == NULL) {
 		json_decref(input);
@@ -291,15 +343,7 @@ run_start(struct sched *s, PGresult *res, int row)
 		    "serves this task type", -1);
 		return;
 	}
-	if (!PQgetisnull(res, row, 8)) {
-		timeout_ms = strtoll(PQgetvalue(res, row, 8), NULL, 10);
-		if (timeout_ms > 0) {
-			tv.tv_sec = timeout_ms / 1000;
-			tv.tv_usec = (timeout_ms % 1000) * 1000;
-			run->timeout = evtimer_new(s->base, run_timeout_cb, run);
-			evtimer_add(run->timeout, &tv);
-		}
-	}
+	run_arm_timeout(s, run, res, row);
 	if (argv != NULL)
 		run_start_program(run, argv, input);
 	else
@@ -917,6 +961,11 @@ sched_create(struct event_base *base, struct db *db,
 		s->types[s->ntypes++] = xstrdup(t);
 	}
 	free(copy);
+	if (cfg->http != NULL && sched_serves(s, "http.request")) {
+		s->types = xreallocarray(s->types, s->ntypes + 1,
+		    sizeof *s->types);
+		s->types[s->ntypes++] = xstrdup("http.request");
+	}
 	s->nbuiltin = s->ntypes;
 	s->exec_argv = json_object();
 	s->registry_ev = event_new(base, -1, EV_PERSIST,

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "db.h"
+#include "http.h"
 #include "dwa.h"
 
 /* --type-limit PATTERN=N: at most N runs of types matching PATTERN. */
@@ -29,6 +30,7 @@ struct sched_config {
 	int64_t		 grace_ms;	/* how long a drain waits for runs */
 	struct sched_type_limit *type_limits;
 	int		 ntype_limits;
+	struct http	*http;		/* for the network built-ins */
 	char		**serve;	/* --types: globs of the types served */
 	int		 nserve;	/* 0: every type this daemon can run */
 };
