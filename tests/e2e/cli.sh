@@ -13,13 +13,6 @@ plan 97
 sql "INSERT INTO dwa.task_types (name) VALUES ('cli.ok'), ('cli.fail'),
     ('cli.watch'), ('cli.idle')" >/dev/null || bail "cannot register types"
 
-# run CMD...: run a command; sets OUT, ERR and RC.
-run() {
-	"$@" >"$T_TMP/out" 2>"$T_TMP/err"
-	RC=$?
-	OUT=$(cat "$T_TMP/out")
-	ERR=$(cat "$T_TMP/err")
-}
 ntasks() { sql "SELECT count(*) FROM dwa.tasks"; }
 # claim TYPE: claim one ready step of TYPE as worker w1; its run id goes
 # to $T_TMP/run.TYPE.  Fails while there is none (for wait_until).
@@ -29,11 +22,6 @@ claim() {
 	[ -n "$r" ] && echo "$r" >"$T_TMP/run.$1"
 }
 run_of() { cat "$T_TMP/run.$1"; }
-# json JSON EXPR: evaluate EXPR over the JSON text as jsonb "j" in psql.
-json() {
-	echo "SELECT $2 FROM (SELECT :'j'::jsonb AS j) x" |
-	    psql -X -A -t -q -v ON_ERROR_STOP=1 -v j="$1" 2>&1
-}
 
 # --- submit ---------------------------------------------------------------
 

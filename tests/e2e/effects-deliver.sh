@@ -24,13 +24,6 @@ export DWA_INVALIDATE_URL="$R/cache"
 unset DWA_SLACK_WEBHOOK_URL
 dwad_start d1 || bail "dwad d1 did not start"
 
-# run CMD...: run a command; sets OUT, ERR and RC.
-run() {
-	"$@" >"$T_TMP/out" 2>"$T_TMP/err"
-	RC=$?
-	OUT=$(cat "$T_TMP/out")
-	ERR=$(cat "$T_TMP/err")
-}
 # at PATH EXPR: EXPR of the requests to PATH (see 'recorded').
 at() { recorded r "r['path'] == '$1'" "$2"; }
 # sig_ok PATH: "ok" when each request to PATH is signed with the secret.

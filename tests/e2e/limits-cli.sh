@@ -13,18 +13,6 @@ plan 83
 sql "INSERT INTO dwa.task_types (name) VALUES ('cli.lim')" >/dev/null ||
     bail "cannot register type cli.lim"
 
-# run CMD...: run a command; sets OUT, ERR and RC.
-run() {
-	"$@" >"$T_TMP/out" 2>"$T_TMP/err"
-	RC=$?
-	OUT=$(cat "$T_TMP/out")
-	ERR=$(cat "$T_TMP/err")
-}
-# json JSON EXPR: evaluate EXPR over the JSON text as jsonb "j" in psql.
-json() {
-	echo "SELECT $2 FROM (SELECT :'j'::jsonb AS j) x" |
-	    psql -X -A -t -q -v ON_ERROR_STOP=1 -v j="$1" 2>&1
-}
 # stored: every limit row as one line, to compare before and after.
 stored() {
 	sql "SELECT coalesce(string_agg(concat_ws(' ', key, max_concurrency, rate,

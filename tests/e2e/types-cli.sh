@@ -13,18 +13,6 @@ plan 43
 DIR=$(cd "$top_srcdir/tests/e2e/types" && pwd -P)
 export DWA_DESCRIBE_TIMEOUT=1
 
-# run CMD...: run a command; sets OUT, ERR and RC.
-run() {
-	"$@" >"$T_TMP/out" 2>"$T_TMP/err"
-	RC=$?
-	OUT=$(cat "$T_TMP/out")
-	ERR=$(cat "$T_TMP/err")
-}
-# json JSON EXPR: evaluate EXPR over the JSON text as jsonb "j" in psql.
-json() {
-	echo "SELECT $2 FROM (SELECT :'j'::jsonb AS j) x" |
-	    psql -X -A -t -q -v ON_ERROR_STOP=1 -v j="$1" 2>&1
-}
 stored() {
 	sql "SELECT string_agg(concat_ws(' ', name, executor, command, tags,
 	    description, timeout, metadata), '; ' ORDER BY name)

@@ -137,6 +137,20 @@ step_status() { sql "SELECT status FROM dwa.steps WHERE task_id = $1 AND step_id
 sql_true() { [ "$(sql "$1")" = t ]; }
 step_is() { [ "$(step_status "$1" "$2")" = "$3" ]; }
 
+# run CMD...: run a command; sets OUT, ERR and RC.
+run() {
+	"$@" >"$T_TMP/out" 2>"$T_TMP/err"
+	RC=$?
+	OUT=$(cat "$T_TMP/out")
+	ERR=$(cat "$T_TMP/err")
+}
+
+# json JSON EXPR: evaluate EXPR over the JSON text as jsonb "j" in psql.
+json() {
+	echo "SELECT $2 FROM (SELECT :'j'::jsonb AS j) x" |
+	    psql -X -A -t -q -v ON_ERROR_STOP=1 -v j="$1" 2>&1
+}
+
 # --- daemons ---------------------------------------------------------------
 
 # dwad_start NAME [ARGS...]: start a daemon logging to $T_TMP/NAME.log and
