@@ -45,11 +45,16 @@ SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_active text[];
+    v_now timestamptz;
 BEGIN
     SELECT array_agg(l.key) INTO v_active FROM dwa.limits l
      WHERE l.max_concurrency IS NOT NULL OR l.rate IS NOT NULL
         OR l.paused_until > clock_timestamp();
     IF v_active IS NULL THEN
+        -- The steps start when the limits were found clear, not when the
+        -- transaction began: a step must not seem to start before a pause
+        -- that had ended by then.
+        v_now := clock_timestamp();
         RETURN QUERY
         WITH c AS MATERIALIZED (
             SELECT s.id FROM dwa.steps s
@@ -62,14 +67,14 @@ BEGIN
             UPDATE dwa.steps s
                SET status = 'running', run_id = nextval('dwa.run_id_seq'),
                    worker_id = p_worker, attempt = s.attempt + 1,
-                   lease_until = now() + p_lease, started_at = now(), progress = NULL,
+                   lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
                    limit_keys = NULL
               FROM c WHERE s.id = c.id
             RETURNING s.*
         ), t AS (
             -- Tasks start running with their first step.  SKIP LOCKED: a task
             -- row locked by a finisher or a cancel is left for them.
-            UPDATE dwa.tasks t SET status = 'running', started_at = now()
+            UPDATE dwa.tasks t SET status = 'running', started_at = v_now
              WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
                              WHERE tt.id IN (SELECT u.task_id FROM u)
                                AND tt.status = 'queued'

@@ -46,14 +46,18 @@ $$;
 
 INSERT INTO ids SELECT 'single', dwa.submit('{"type":"st.single","payload":{"q":1}}'::jsonb);
 SELECT is((pg_temp.task('single')).status, 'queued', 'a new task is queued');
+-- The claim stamps the time it found the limits clear: between the
+-- transaction's start and now.
 SELECT results_eq(
-    $$SELECT step_id, item_index, task, input, attempt, lease_until FROM dwa.claim('tester', ARRAY['st.single'], 5)$$,
-    $$VALUES ('0'::text, NULL::integer, 'st.single'::text, '{"q":1}'::jsonb, 1, now() + interval '30 seconds')$$,
+    $$SELECT step_id, item_index, task, input, attempt,
+             lease_until BETWEEN now() + interval '30 seconds' AND clock_timestamp() + interval '30 seconds'
+        FROM dwa.claim('tester', ARRAY['st.single'], 5)$$,
+    $$VALUES ('0'::text, NULL::integer, 'st.single'::text, '{"q":1}'::jsonb, 1, true)$$,
     'claim returns the step with its input, attempt 1 and a 30 s lease');
 INSERT INTO claims SELECT s.run_id, s.task_id, s.step_id, s.item_index, s.task, s.input, s.attempt, s.lease_until
   FROM dwa.steps s WHERE s.task_id = pg_temp.id('single');
-SELECT results_eq($$SELECT status, started_at FROM dwa.tasks WHERE id = pg_temp.id('single')$$,
-    $$VALUES ('running'::text, now())$$, 'the task runs once its step is claimed');
+SELECT results_eq($$SELECT status, started_at BETWEEN now() AND clock_timestamp() FROM dwa.tasks WHERE id = pg_temp.id('single')$$,
+    $$VALUES ('running'::text, true)$$, 'the task runs once its step is claimed');
 SELECT results_eq(
     $$SELECT s.status, w.name, w.kind FROM dwa.steps s JOIN dwa.workers w ON w.id = s.worker_id
        WHERE s.task_id = pg_temp.id('single')$$,
