@@ -207,7 +207,7 @@ COMMENT ON FUNCTION dwa._limit_pause(text, timestamptz) IS
 -- keep generic plans, which are fine for them: planning them afresh each
 -- time would cost more than the claim itself.
 CREATE OR REPLACE FUNCTION dwa._limit_admit(p_types text[], p_n integer, p_active text[],
-    OUT ids bigint[], OUT hold_ms bigint)
+    p_queues text[], OUT ids bigint[], OUT hold_ms bigint)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -269,6 +269,8 @@ BEGIN
                    * extract(epoch FROM l.per)::double precision * 1000 / l.rate) AS hold
               FROM dwa.limits l
              WHERE l.key = ANY (p_active)
+               AND (p_queues IS NULL OR l.key NOT LIKE 'queue:%'
+                    OR substr(l.key, 7) = ANY (p_queues))
                AND (p_types IS NULL
                     OR l.key NOT LIKE 'type:%' AND l.key NOT LIKE 'key:%'
                     OR l.key LIKE 'type:%' AND substr(l.key, 6) = ANY (p_types)
@@ -291,6 +293,7 @@ BEGIN
                   FROM dwa.steps s
                  WHERE s.status = 'ready' AND s.run_after <= now()
                    AND ($1::text[] IS NULL OR s.task = ANY ($1::text[]))
+                   AND ($7::text[] IS NULL OR s.queue = ANY ($7::text[]))
                    AND s.queue <> ALL ($4) AND s.task <> ALL ($5)
                    AND (s.backend IS NULL OR s.backend <> ALL ($6)) %s
                  ORDER BY s.priority DESC, s.run_after, s.id
@@ -301,7 +304,7 @@ BEGIN
               FROM c$q$,
             CASE WHEN v_round > 1 THEN 'AND s.id <> ALL ($3)' ELSE '' END)
           INTO c_ids, c_queues, c_types, c_backends
-          USING p_types, p_n - cardinality(ids), v_seen, v_xq, v_xt, v_xb;
+          USING p_types, p_n - cardinality(ids), v_seen, v_xq, v_xt, v_xb, p_queues;
         EXIT WHEN c_ids IS NULL;
         -- Their limited keys, and how many of them have each (a cached
         -- plan: the candidate query above is planned afresh each time).
@@ -480,6 +483,7 @@ BEGIN
                     SELECT 1 FROM dwa.steps s
                      WHERE s.status = 'ready' AND s.run_after <= now()
                        AND ($1::text[] IS NULL OR s.task = ANY ($1::text[]))
+                       AND ($4::text[] IS NULL OR s.queue = ANY ($4::text[]))
                        AND (CASE split_part($2, ':', 1)
                             WHEN 'queue' THEN s.queue = substr($2, 7)
                             WHEN 'type' THEN s.task = substr($2, 6)
@@ -487,7 +491,8 @@ BEGIN
                             OR s.task = ANY ($3)))$q$
                INTO ok
               USING p_types, v_pred[i],
-                    ARRAY(SELECT tt.name FROM dwa.task_types tt WHERE v_pred[i] = ANY (tt.limit_keys));
+                    ARRAY(SELECT tt.name FROM dwa.task_types tt WHERE v_pred[i] = ANY (tt.limit_keys)),
+                    p_queues;
             IF ok THEN
                 v_hold := least(v_hold, v_pred_hold[i]);
                 EXIT;
@@ -505,7 +510,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION dwa._limit_admit(text[], integer, text[]) IS
+COMMENT ON FUNCTION dwa._limit_admit(text[], integer, text[], text[]) IS
     'Lock and choose the ready steps a claim may start under the limits; hold_ms: wait before the next';
 
 -- limit_stats: each limit key with its tokens now, running and waiting steps.

@@ -21,7 +21,8 @@ BEGIN
             lease_until timestamptz,
             id          bigint,
             timeout_ms  bigint,
-            hold_ms     bigint
+            hold_ms     bigint,
+            backend     text
         );
     END IF;
 END
@@ -29,7 +30,8 @@ $$;
 COMMENT ON TYPE dwa.claimed IS
     'One claimed run: what a worker needs to execute a step; or, run_id NULL, the hint row: hold_ms until a held-back step may start';
 
--- _claim: claim up to p_n ready steps of the given types (NULL: any).
+-- _claim: claim up to p_n ready steps of the given types and queues (NULL:
+-- any).
 --
 -- PL/pgSQL with custom plans: planned with the real LIMIT and types each
 -- time, the partial ready index is the only sensible plan even right after
@@ -38,7 +40,7 @@ COMMENT ON TYPE dwa.claimed IS
 -- While no limit is in force (no cap, no rate, no pause running) the claim
 -- is one statement; otherwise dwa._claim_limited makes it.
 CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
-    p_lease interval)
+    p_lease interval, p_queues text[] DEFAULT NULL)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan
@@ -60,6 +62,7 @@ BEGIN
             SELECT s.id FROM dwa.steps s
              WHERE s.status = 'ready' AND s.run_after <= now()
                AND (p_types IS NULL OR s.task = ANY (p_types))
+               AND (p_queues IS NULL OR s.queue = ANY (p_queues))
              ORDER BY s.priority DESC, s.run_after, s.id
              LIMIT p_n
                FOR UPDATE SKIP LOCKED
@@ -82,16 +85,17 @@ BEGIN
         )
         SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
                u.attempt, u.lease_until, u.id,
-               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint
+               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
           FROM u
          ORDER BY u.priority DESC, u.id;
         RETURN;
     END IF;
 
-    RETURN QUERY SELECT * FROM dwa._claim_limited(p_worker, p_types, p_n, p_lease, v_active);
+    RETURN QUERY SELECT * FROM dwa._claim_limited(p_worker, p_types, p_n, p_lease, v_active,
+        p_queues);
 END
 $$;
-COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval) IS
+COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
     'Claim ready steps (SKIP LOCKED) within the limits, give each a run id and a lease; a last row with run_id NULL is the hint: hold_ms';
 
 -- _claim_limited: dwa._claim while some limit is in force (p_active: the
@@ -103,7 +107,7 @@ COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval) IS
 -- Generic plans: the update goes by primary key; the statement whose plan
 -- depends on the arguments is dynamic SQL inside dwa._limit_admit.
 CREATE OR REPLACE FUNCTION dwa._claim_limited(p_worker integer, p_types text[], p_n integer,
-    p_lease interval, p_active text[])
+    p_lease interval, p_active text[], p_queues text[])
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -115,7 +119,7 @@ DECLARE
     hint dwa.claimed;
 BEGIN
     SELECT a.ids, a.hold_ms INTO v_ids, v_hold
-      FROM dwa._limit_admit(p_types, p_n, p_active) a;
+      FROM dwa._limit_admit(p_types, p_n, p_active, p_queues) a;
     -- The steps start now, not when the transaction began: the claim may
     -- have waited for a limit row, and a step that ended meanwhile must
     -- not seem to overlap with the one that took its place.
@@ -140,7 +144,7 @@ BEGIN
         )
         SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
                u.attempt, u.lease_until, u.id,
-               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint
+               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
           FROM u
          ORDER BY u.priority DESC, u.id;
     END IF;
@@ -150,7 +154,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION dwa._claim_limited(integer, text[], integer, interval, text[]) IS
+COMMENT ON FUNCTION dwa._claim_limited(integer, text[], integer, interval, text[], text[]) IS
     'dwa._claim under limits: admit within caps, tokens and pauses; a last row with run_id NULL is the hint: hold_ms';
 
 -- _sql_worker: the id of an external worker, registered on first use.
@@ -178,7 +182,8 @@ COMMENT ON FUNCTION dwa._sql_worker(text) IS 'Find or register an external worke
 
 -- claim: the external-worker API (SPEC section 4).
 CREATE OR REPLACE FUNCTION dwa.claim(p_worker text, p_types text[],
-    p_n integer DEFAULT 1, p_lease interval DEFAULT '30 seconds')
+    p_n integer DEFAULT 1, p_lease interval DEFAULT '30 seconds',
+    p_queues text[] DEFAULT NULL)
 RETURNS TABLE (run_id bigint, task_id bigint, step_id text, item_index integer,
     task text, input jsonb, attempt integer, lease_until timestamptz)
 LANGUAGE plpgsql
@@ -195,12 +200,12 @@ BEGIN
     RETURN QUERY
         SELECT c.run_id, c.task_id, c.step_id, c.item_index, c.task, c.input,
                c.attempt, c.lease_until
-          FROM dwa._claim(dwa._sql_worker(p_worker), p_types, p_n, p_lease) c
+          FROM dwa._claim(dwa._sql_worker(p_worker), p_types, p_n, p_lease, p_queues) c
          WHERE c.run_id IS NOT NULL;    -- not the hint row
 END
 $$;
-COMMENT ON FUNCTION dwa.claim(text, text[], integer, interval) IS
-    'Claim up to n ready steps of the given task types for an external worker';
+COMMENT ON FUNCTION dwa.claim(text, text[], integer, interval, text[]) IS
+    'Claim up to n ready steps of the given task types (and queues) for an external worker';
 
 -- heartbeat: extend the leases of runs still held; returns those run ids.
 CREATE OR REPLACE FUNCTION dwa.heartbeat(p_worker text, p_run_ids bigint[],
@@ -457,10 +462,14 @@ DECLARE
     n integer := 0;
     m integer;
 BEGIN
+    -- pg_locks shows the whole cluster: only this database's locks say
+    -- anything about its daemons.
     WITH live AS MATERIALIZED (
         SELECT l.objid::integer AS id FROM pg_catalog.pg_locks l
          WHERE l.locktype = 'advisory' AND l.classid = dwa._lock_class()::oid
            AND l.objsubid = 2 AND l.granted
+           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = pg_catalog.current_database())
     )
     SELECT coalesce(array_agg(w.id), '{}') INTO dead FROM dwa.workers w
      WHERE w.kind = 'daemon' AND w.id NOT IN (SELECT id FROM live);

@@ -9,7 +9,9 @@ INSERT INTO dwa.task_types (name, executor, tags, description) VALUES
     ('text.chunk', 'builtin', '{text,generic,transform}',
         'Splits "text" into chunks of "size" characters overlapping by "overlap"'),
     ('http.request', 'builtin', '{data,generic,fetch}',
-        'HTTP request: url, method, headers, body, timeoutMs -> status, headers, body')
+        'HTTP request: url, method, headers, body, timeoutMs -> status, headers, body'),
+    ('data.download', 'builtin', '{data,generic,fetch}',
+        'Downloads url (filename, timeoutMs) into the task''s directory -> path, bytes, content_type, sha256')
 ON CONFLICT (name) DO UPDATE
     SET executor = EXCLUDED.executor, tags = EXCLUDED.tags,
         description = EXCLUDED.description, updated_at = now()

@@ -14,7 +14,7 @@ GRANT EXECUTE ON FUNCTION dwa.submit(jsonb), dwa.submit(text) TO dwa_submitter;
 GRANT EXECUTE ON FUNCTION dwa._duration(jsonb, text), dwa._reject(text, text, text)
     TO dwa_submitter;
 
-GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval),
+GRANT EXECUTE ON FUNCTION dwa.claim(text, text[], integer, interval, text[]),
     dwa.heartbeat(text, bigint[], interval), dwa.progress(bigint, numeric, jsonb),
     dwa.complete(bigint, jsonb), dwa.fail(bigint, text, boolean, interval),
     dwa.stream(bigint, text, jsonb)
@@ -30,6 +30,13 @@ GRANT EXECUTE ON FUNCTION dwa._limit_keys(text, text, text, text[]),
     TO dwa_submitter, dwa_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON dwa.limits TO dwa_admin;
 GRANT EXECUTE ON FUNCTION dwa.limit_set(text, integer, text, integer), dwa.limit_delete(text)
+    TO dwa_admin;
+
+-- Backends: workers may see where steps go (not the tokens: only their
+-- variable names are stored); admins change them.
+GRANT SELECT ON dwa.backends TO dwa_worker;
+GRANT EXECUTE ON FUNCTION dwa.backend_set(text, text, text, interval, integer),
+    dwa.backend_delete(text)
     TO dwa_admin;
 
 GRANT SELECT ON dwa.outbox TO dwa_admin;

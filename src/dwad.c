@@ -54,6 +54,7 @@ usage(int code)
 "  -n, --name NAME         name in dwa.workers (default: dwad@HOST:PID)\n"
 "  -c, --concurrency N     steps run at once (default: 16)\n"
 "  -T, --types PAT,...     serve only the task types matching these globs\n"
+"  -Q, --queues Q,...      serve only the steps of these queues\n"
 "  -t, --type-limit PAT=N  at most N steps at once of the types matching the\n"
 "                          glob PAT (repeatable), e.g. 'video.*=1'\n"
 "      --batch N           most steps claimed per query (default: 64)\n"
@@ -62,13 +63,19 @@ usage(int code)
 "      --reap DUR          look for dead daemons this often (default: 1s)\n"
 "      --grace DUR         on SIGTERM, wait this long for runs (default: 30s)\n"
 "      --outbox-concurrency N  effect deliveries in flight (default: 32)\n"
-"      --keep-workdirs     keep program runs' work directories (under\n"
-"                          DWA_WORKDIR, default /tmp/dwa-work)\n"
+"      --keep-workdirs     keep the work directories of program runs and\n"
+"                          completed tasks (under DWA_WORKDIR, default\n"
+"                          /tmp/dwa-work)\n"
 "  -l, --log-file PATH     log there instead of stderr (reopened on SIGHUP)\n"
 "  -v, --verbose           more log (repeat for trace)\n"
 "  -q, --quiet             log warnings and errors only\n"
 "  -V, --version           show the version\n"
-"  -h, --help              show this help\n");
+"  -h, --help              show this help\n"
+"\n"
+"environment: DATABASE_URL, DWA_WORKDIR; MODAL_URL (and MODAL_TOKEN), RAY_URL\n"
+"(and RAY_TOKEN) define the backends modal and ray at start; DWA_WEBHOOK_SECRET,\n"
+"DWA_SLACK_WEBHOOK_URL, DWA_DISCORD_WEBHOOK_URL, DWA_SMTP_URL, DWA_SMTP_FROM,\n"
+"DWA_INVALIDATE_URL for effects.\n");
 	exit(code);
 }
 
@@ -136,6 +143,40 @@ opt_types(struct sched_config *cfg, const char *arg)
 		    arg);
 		exit(DWA_EXIT_USAGE);
 	}
+}
+
+/*
+ * --queues Q,...: the queues this daemon serves, as a PostgreSQL array
+ * literal with every name quoted.
+ */
+static char *
+opt_queues(const char *arg)
+{
+	char	*copy, *p, *t, *lit, *next;
+	int	 n = 0;
+
+	copy = xstrdup(arg);
+	lit = xstrdup("{");
+	for (p = copy; (t = strsep(&p, ",")) != NULL;) {
+		if (*t == '\0')
+			continue;
+		if (strpbrk(t, "\"\\{}") != NULL) {
+			fprintf(stderr, "dwad: --queues: \"%s\": a queue name "
+			    "must not contain quotes, backslashes or braces\n", t);
+			exit(DWA_EXIT_USAGE);
+		}
+		xasprintf(&next, "%s%s\"%s\"", lit, n++ > 0 ? "," : "", t);
+		free(lit);
+		lit = next;
+	}
+	free(copy);
+	if (n == 0) {
+		fprintf(stderr, "dwad: --queues: \"%s\" names no queue\n", arg);
+		exit(DWA_EXIT_USAGE);
+	}
+	xasprintf(&next, "%s}", lit);
+	free(lit);
+	return (next);
 }
 
 /* --type-limit PATTERN=N */
@@ -223,6 +264,43 @@ dwad_libevent_log_cb(int severity, const char *msg)
 	log_debug("libevent (%d): %s", severity, msg);
 }
 
+/*
+ * MODAL_URL (MODAL_TOKEN) and RAY_URL (RAY_TOKEN) create or refresh the
+ * backends modal and ray.  Only the token's variable name is stored.
+ */
+static void
+dwad_env_backends(PGconn *conn)
+{
+	static const struct {
+		const char	*name, *url_env, *token_env;
+	} envs[] = {
+		{ "modal", "MODAL_URL", "MODAL_TOKEN" },
+		{ "ray", "RAY_URL", "RAY_TOKEN" },
+	};
+	PGresult	*res;
+	const char	*params[3], *url;
+	char		*cause;
+	size_t		 i;
+
+	for (i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+		if ((url = getenv(envs[i].url_env)) == NULL || *url == '\0')
+			continue;
+		params[0] = envs[i].name;
+		params[1] = url;
+		params[2] = getenv(envs[i].token_env) != NULL ?
+		    envs[i].token_env : NULL;
+		res = pq_exec(conn, "SELECT dwa.backend_set($1, $2, $3)", 3,
+		    params, &cause);
+		if (res == NULL) {
+			PQfinish(conn);
+			die("%s: %s", envs[i].url_env, cause);
+		}
+		PQclear(res);
+		log_info("backend %s: %s%s", envs[i].name, url, params[2] !=
+		    NULL ? " (with a token)" : "");
+	}
+}
+
 /* Check the database once before the loop starts; exit if unusable. */
 static void
 dwad_check_database(const char *url)
@@ -245,6 +323,7 @@ dwad_check_database(const char *url)
 		PQclear(res);
 	else
 		free(cause);
+	dwad_env_backends(conn);
 	PQfinish(conn);
 }
 
@@ -257,6 +336,7 @@ main(int argc, char **argv)
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "type-limit", required_argument, NULL, 't' },
 		{ "types", required_argument, NULL, 'T' },
+		{ "queues", required_argument, NULL, 'Q' },
 		{ "batch", required_argument, NULL, 'B' },
 		{ "lease", required_argument, NULL, 'L' },
 		{ "poll", required_argument, NULL, 'P' },
@@ -285,7 +365,7 @@ main(int argc, char **argv)
 	int			 ch, level = LOG_INFO, keep_workdirs = 0;
 	const char		*workdir;
 
-	while ((ch = getopt_long(argc, argv, "n:c:t:T:l:vqVh", longopts,
+	while ((ch = getopt_long(argc, argv, "n:c:t:T:Q:l:vqVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'D':
@@ -302,6 +382,10 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			opt_type_limit(&cfg, optarg);
+			break;
+		case 'Q':
+			free((char *)cfg.queues);
+			cfg.queues = opt_queues(optarg);
 			break;
 		case 'T':
 			opt_types(&cfg, optarg);
@@ -377,6 +461,7 @@ main(int argc, char **argv)
 	if ((workdir = getenv("DWA_WORKDIR")) == NULL || *workdir == '\0')
 		workdir = "/tmp/dwa-work";
 	executor_exec_init(base, workdir, keep_workdirs);
+	cfg.keep_workdirs = keep_workdirs;
 
 	/* The scheduler needs the connection and the connection its owner. */
 	work = db_create(base, url, "work", NULL, NULL);
@@ -426,6 +511,7 @@ main(int argc, char **argv)
 	while (cfg.nserve > 0)
 		free(cfg.serve[--cfg.nserve]);
 	free(cfg.serve);
+	free((char *)cfg.queues);
 	free(cfg.type_limits);
 	log_close();
 	return (DWA_EXIT_OK);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -388,13 +389,84 @@ proc_bev(int fd, bufferevent_data_cb rcb, bufferevent_data_cb wcb,
 }
 
 /*
- * Start argv with input on stdin.  The run ends through cb (never from
- * inside this call) unless aborted; progress reports go to pcb, streamed
- * events to ecb.
+ * The directory the steps of a task share (files a step leaves for later
+ * ones), created if need be: <root>/task-<id>.  Unlike a run's work
+ * directory it outlives the run; executor_task_dirs_prune removes it once
+ * the task is done with.  NULL when it cannot be made.
+ */
+char *
+executor_task_dir(int64_t task_id)
+{
+	char	*dir;
+
+	if (proc_root == NULL)
+		return (NULL);
+	mkdir(proc_root, 0755);
+	xasprintf(&dir, "%s/task-%lld", proc_root, (long long)task_id);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		log_warn("mkdir %s: %s", dir, strerror(errno));
+		free(dir);
+		return (NULL);
+	}
+	return (dir);
+}
+
+/*
+ * The task directories under the root, as a PostgreSQL array of their
+ * task ids ("{1,2}"); NULL when there is none.
+ */
+char *
+executor_task_dirs(void)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	char		*list = NULL, *next, *end;
+	long long	 id;
+
+	if (proc_root == NULL || (dir = opendir(proc_root)) == NULL)
+		return (NULL);
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, "task-", 5) != 0)
+			continue;
+		id = strtoll(de->d_name + 5, &end, 10);
+		if (*end != '\0' || end == de->d_name + 5 || id <= 0)
+			continue;
+		xasprintf(&next, "%s%s%lld", list != NULL ? list : "{",
+		    list != NULL ? "," : "", id);
+		free(list);
+		list = next;
+	}
+	closedir(dir);
+	if (list == NULL)
+		return (NULL);
+	xasprintf(&next, "%s}", list);
+	free(list);
+	return (next);
+}
+
+/* Remove a task's directory and everything in it. */
+void
+executor_task_dir_remove(int64_t task_id)
+{
+	char	*dir;
+
+	if (proc_root == NULL)
+		return;
+	xasprintf(&dir, "%s/task-%lld", proc_root, (long long)task_id);
+	proc_rmdir(dir);
+	free(dir);
+}
+
+/*
+ * Start argv with input on stdin and env ("NAME=value" strings, NULL
+ * ended; may be NULL) added to the environment.  The run ends through cb
+ * (never from inside this call) unless aborted; progress reports go to
+ * pcb, streamed events to ecb.
  */
 struct proc_run *
-executor_exec_start(char *const *argv, json_t *input, int64_t run_id,
-    exec_done_cb *cb, exec_progress_cb *pcb, exec_event_cb *ecb, void *arg)
+executor_exec_start(char *const *argv, char *const *env, json_t *input,
+    int64_t run_id, exec_done_cb *cb, exec_progress_cb *pcb,
+    exec_event_cb *ecb, void *arg)
 {
 	struct proc_run	*p;
 	int		 in[2], out[2], err[2];
@@ -427,6 +499,8 @@ executor_exec_start(char *const *argv, json_t *input, int64_t run_id,
 		if (chdir(p->workdir) != 0 || dup2(in[0], 0) == -1 ||
 		    dup2(out[1], 1) == -1 || dup2(err[1], 2) == -1)
 			_exit(126);
+		for (; env != NULL && *env != NULL; env++)
+			putenv((char *)*env);
 		execvp(argv[0], argv);
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);

@@ -1,16 +1,32 @@
 /*
  * executor-net.c: built-in task types that use the network, on the
- * daemon's libcurl multi handle: http.request.
+ * daemon's libcurl multi handle: http.request and data.download.
  *
  * http.request: input {url, method (GET), headers {}, body, timeoutMs
  * (30000)}; output {status, headers, body}, the body parsed when the answer
  * says it is JSON.  Network errors, 408, 429 (with Retry-After) and 5xx are
  * transient failures; any other answer is the step's output, for the graph
  * to look at.
+ *
+ * data.download: input {url, filename, timeoutMs (600000)}; the answer is
+ * written, as it arrives, to <task dir>/<step>[-<index>]/<filename> (the
+ * directory the task's steps share) under a temporary name, renamed when
+ * complete; output {path, bytes, content_type, sha256}.  Failures are
+ * classified as for http.request, and any other non-2xx answer is a
+ * permanent failure.
  */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "executor.h"
 #include "http.h"
@@ -18,47 +34,88 @@
 #include "xmalloc.h"
 
 #define NET_DEFAULT_TIMEOUT_MS	30000
+#define NET_DOWNLOAD_TIMEOUT_MS	600000
 #define NET_MAX_TIMEOUT_MS	3600000
 
 struct net_run {
 	struct http_xfer	*xfer;
-	exec_done_cb		*cb;
-	exec_retry_cb		*rcb;
-	void			*arg;
+	struct exec_cbs		 cbs;
+	/* data.download */
+	char			*path;		/* where it goes */
+	char			*tmp;		/* where it is written */
+	int			 fd;		/* -1: not open */
+	uint64_t		 bytes;
+	EVP_MD_CTX		*md;
+	char			*werr;		/* a write error */
 };
 
 int
 executor_net_supports(const char *task)
 {
-	return (strcmp(task, "http.request") == 0);
+	return (strcmp(task, "http.request") == 0 ||
+	    strcmp(task, "data.download") == 0);
+}
+
+static void
+net_free(struct net_run *n)
+{
+	if (n->fd != -1)
+		close(n->fd);
+	if (n->tmp != NULL)
+		unlink(n->tmp);
+	free(n->tmp);
+	free(n->path);
+	free(n->werr);
+	EVP_MD_CTX_free(n->md);
+	free(n);
+}
+
+/* End the run (freeing it) with a failure. */
+static void
+net_fail(struct net_run *n, enum exec_outcome outcome, const char *msg)
+{
+	struct exec_cbs	cbs = n->cbs;
+
+	net_free(n);
+	cbs.done(cbs.arg, outcome, NULL, msg);
+}
+
+/*
+ * The failures both built-ins share: network errors, 408, 429 and 5xx are
+ * transient (a Retry-After is passed on).  Returns 1 if the run ended.
+ */
+static int
+net_transient(struct net_run *n, const struct http_result *r)
+{
+	char	*msg;
+
+	if (r->error != NULL) {
+		net_fail(n, EXEC_TRANSIENT, r->error);
+		return (1);
+	}
+	if (r->status >= 500 || r->status == 408 || r->status == 429) {
+		xasprintf(&msg, "HTTP %ld%s%.200s", r->status,
+		    r->body_len > 0 ? ": " : "", r->body);
+		msg[strcspn(msg, "\r\n")] = '\0';
+		if (r->retry_after_ms >= 0 && n->cbs.retry != NULL)
+			n->cbs.retry(n->cbs.arg, r->retry_after_ms);
+		net_fail(n, EXEC_TRANSIENT, msg);
+		free(msg);
+		return (1);
+	}
+	return (0);
 }
 
 static void
 net_done_cb(const struct http_result *r, void *arg)
 {
 	struct net_run	*n = arg;
-	exec_done_cb	*cb = n->cb;
-	void		*cbarg = n->arg;
+	struct exec_cbs	 cbs = n->cbs;
 	json_t		*out, *body = NULL;
 	const char	*ctype;
-	char		*msg;
 
-	if (r->error != NULL) {
-		free(n);
-		cb(cbarg, EXEC_TRANSIENT, NULL, r->error);
+	if (net_transient(n, r))
 		return;
-	}
-	if (r->status >= 500 || r->status == 408 || r->status == 429) {
-		xasprintf(&msg, "HTTP %ld%s%.200s", r->status,
-		    r->body_len > 0 ? ": " : "", r->body);
-		msg[strcspn(msg, "\r\n")] = '\0';
-		if (r->retry_after_ms >= 0 && n->rcb != NULL)
-			n->rcb(cbarg, r->retry_after_ms);
-		free(n);
-		cb(cbarg, EXEC_TRANSIENT, NULL, msg);
-		free(msg);
-		return;
-	}
 	ctype = json_string_value(json_object_get(r->headers, "content-type"));
 	if (ctype != NULL && strstr(ctype, "json") != NULL)
 		body = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
@@ -69,9 +126,216 @@ net_done_cb(const struct http_result *r, void *arg)
 	out = json_pack("{s:I, s:O, s:o}", "status", (json_int_t)r->status,
 	    "headers", r->headers != NULL ? r->headers : json_object(),
 	    "body", body);
-	free(n);
-	cb(cbarg, EXEC_OK, out, NULL);
+	net_free(n);
+	cbs.done(cbs.arg, EXEC_OK, out, NULL);
 	json_decref(out);
+}
+
+/* data.download: a 2xx answer goes to the file as it arrives. */
+static enum http_chunk
+net_download_chunk_cb(const char *data, size_t len, long status,
+    json_t *headers __unused, void *arg)
+{
+	struct net_run	*n = arg;
+	ssize_t		 w;
+
+	if (status < 200 || status >= 300)
+		return (HTTP_CHUNK_KEEP);
+	if (n->fd == -1) {
+		if ((n->fd = open(n->tmp, O_WRONLY | O_CREAT | O_TRUNC |
+		    O_CLOEXEC, 0644)) == -1) {
+			xasprintf(&n->werr, "data.download: %s: %s", n->tmp,
+			    strerror(errno));
+			return (HTTP_CHUNK_FAIL);
+		}
+	}
+	EVP_DigestUpdate(n->md, data, len);
+	n->bytes += len;
+	while (len > 0) {
+		if ((w = write(n->fd, data, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			xasprintf(&n->werr, "data.download: writing %s: %s",
+			    n->tmp, strerror(errno));
+			return (HTTP_CHUNK_FAIL);
+		}
+		data += w;
+		len -= (size_t)w;
+	}
+	return (HTTP_CHUNK_TAKEN);
+}
+
+static void
+net_download_done_cb(const struct http_result *r, void *arg)
+{
+	struct net_run	*n = arg;
+	struct exec_cbs	 cbs = n->cbs;
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen = 0, i;
+	char		 hex[2 * EVP_MAX_MD_SIZE + 1], *msg;
+	const char	*ctype;
+	json_t		*out;
+
+	if (n->werr != NULL) {
+		msg = n->werr;
+		n->werr = NULL;
+		net_fail(n, EXEC_TRANSIENT, msg);
+		free(msg);
+		return;
+	}
+	if (net_transient(n, r))
+		return;
+	if (r->status < 200 || r->status >= 300) {
+		xasprintf(&msg, "HTTP %ld%s%.200s", r->status,
+		    r->body_len > 0 ? ": " : "", r->body);
+		msg[strcspn(msg, "\r\n")] = '\0';
+		net_fail(n, EXEC_PERMANENT, msg);
+		free(msg);
+		return;
+	}
+	if (n->fd == -1 && net_download_chunk_cb("", 0, r->status, NULL, n) ==
+	    HTTP_CHUNK_FAIL) {	/* an empty answer: an empty file */
+		msg = n->werr;
+		n->werr = NULL;
+		net_fail(n, EXEC_TRANSIENT, msg);
+		free(msg);
+		return;
+	}
+	if (close(n->fd) != 0 || rename(n->tmp, n->path) != 0) {
+		n->fd = -1;
+		xasprintf(&msg, "data.download: %s: %s", n->path,
+		    strerror(errno));
+		net_fail(n, EXEC_TRANSIENT, msg);
+		free(msg);
+		return;
+	}
+	n->fd = -1;
+	free(n->tmp);
+	n->tmp = NULL;
+	EVP_DigestFinal_ex(n->md, md, &mdlen);
+	for (i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	hex[2 * mdlen] = '\0';
+	ctype = json_string_value(json_object_get(r->headers, "content-type"));
+	out = json_pack("{s:s, s:I, s:s?, s:s}", "path", n->path,
+	    "bytes", (json_int_t)n->bytes, "content_type", ctype,
+	    "sha256", hex);
+	net_free(n);
+	cbs.done(cbs.arg, EXEC_OK, out, NULL);
+	json_decref(out);
+}
+
+/*
+ * The file name of a download: input.filename, else the last segment of
+ * the URL's path, else "download"; never a path.
+ */
+static char *
+net_download_name(json_t *input, const char *url, char **cause)
+{
+	json_t		*fn = json_object_get(input, "filename");
+	const char	*p, *end, *slash;
+	char		*name, *c;
+
+	if (fn != NULL) {
+		p = json_string_value(fn);
+		if (p == NULL || *p == '\0' || strchr(p, '/') != NULL ||
+		    strcmp(p, ".") == 0 || strcmp(p, "..") == 0 ||
+		    strlen(p) > 200) {
+			xasprintf(cause, "data.download: input.filename must be "
+			    "a file name (no \"/\", at most 200 characters)");
+			return (NULL);
+		}
+		return (xstrdup(p));
+	}
+	p = strstr(url, "://") + 3;
+	p += strcspn(p, "/?#");		/* the path */
+	end = p + strcspn(p, "?#");
+	for (slash = p; slash < end; slash++) {
+		if (*slash == '/')
+			p = slash + 1;
+	}
+	if (end == p || end - p > 200)
+		return (xstrdup("download"));
+	name = xstrndup(p, end - p);
+	for (c = name; *c != '\0'; c++) {
+		if (*c == '%' || *c == '\\' || (unsigned char)*c < 0x20)
+			*c = '_';
+	}
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		free(name);
+		return (xstrdup("download"));
+	}
+	return (name);
+}
+
+static struct net_run *
+net_download_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
+    const struct exec_cbs *cbs, char **cause)
+{
+	struct net_run		*n;
+	json_t			*url, *tmo;
+	char			*dir, *sub, *leaf, *name;
+	long			 timeout_ms = NET_DOWNLOAD_TIMEOUT_MS;
+
+	url = json_object_get(input, "url");
+	tmo = json_object_get(input, "timeoutMs");
+	if (!json_is_string(url) || (strncmp(json_string_value(url), "http://", 7)
+	    != 0 && strncmp(json_string_value(url), "https://", 8) != 0)) {
+		xasprintf(cause, "data.download: input.url must be an http(s) URL");
+		return (NULL);
+	}
+	if (tmo != NULL) {
+		if (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
+		    json_integer_value(tmo) > NET_MAX_TIMEOUT_MS) {
+			xasprintf(cause, "data.download: input.timeoutMs must be "
+			    "an integer from 1 to %d", NET_MAX_TIMEOUT_MS);
+			return (NULL);
+		}
+		timeout_ms = (long)json_integer_value(tmo);
+	}
+	if ((name = net_download_name(input, json_string_value(url), cause)) ==
+	    NULL)
+		return (NULL);
+	if ((dir = executor_task_dir(ctx->task_id)) == NULL) {
+		free(name);
+		xasprintf(cause, "data.download: cannot make the task's "
+		    "directory under DWA_WORKDIR");
+		return (NULL);
+	}
+	/* <dir>/<step>[-<index>], the step id made a plain name. */
+	if (ctx->item_index >= 0)
+		xasprintf(&leaf, "%s-%d", ctx->step_id, ctx->item_index);
+	else
+		leaf = xstrdup(ctx->step_id);
+	for (char *c = leaf; *c != '\0'; c++) {
+		if (*c == '/' || (c == leaf && *c == '.'))
+			*c = '_';
+	}
+	xasprintf(&sub, "%s/%s", dir, leaf);
+	free(leaf);
+	free(dir);
+	if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
+		xasprintf(cause, "data.download: mkdir %s: %s", sub,
+		    strerror(errno));
+		free(sub);
+		free(name);
+		return (NULL);
+	}
+
+	n = xcalloc(1, sizeof *n);
+	n->cbs = *cbs;
+	n->fd = -1;
+	xasprintf(&n->path, "%s/%s", sub, name);
+	xasprintf(&n->tmp, "%s/.%s.%" PRId64 ".part", sub, name, ctx->run_id);
+	free(sub);
+	free(name);
+	if ((n->md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(n->md, EVP_sha256(), NULL) != 1)
+		fatalx("EVP sha256 unavailable");
+	n->xfer = http_request(h, "GET", json_string_value(url), NULL, NULL, 0,
+	    timeout_ms, net_download_done_cb, n);
+	http_set_chunk_cb(n->xfer, net_download_chunk_cb);
+	return (n);
 }
 
 /*
@@ -80,9 +344,10 @@ net_done_cb(const struct http_result *r, void *arg)
  * rcb, if set, hears a Retry-After before the transient failure.
  */
 struct net_run *
-executor_net_start(struct http *h, const char *task, json_t *input,
-    exec_done_cb *cb, exec_retry_cb *rcb, void *arg, char **cause)
+executor_net_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
+    const struct exec_cbs *cbs, char **cause)
 {
+	const char		*task = ctx->task;
 	struct net_run		*n;
 	struct curl_slist	*hl = NULL;
 	json_t			*url, *method, *headers, *body, *tmo, *v;
@@ -95,6 +360,8 @@ executor_net_start(struct http *h, const char *task, json_t *input,
 		xasprintf(cause, "no network built-in \"%s\"", task);
 		return (NULL);
 	}
+	if (strcmp(task, "data.download") == 0)
+		return (net_download_start(h, ctx, input, cbs, cause));
 	url = json_object_get(input, "url");
 	method = json_object_get(input, "method");
 	headers = json_object_get(input, "headers");
@@ -149,9 +416,8 @@ executor_net_start(struct http *h, const char *task, json_t *input,
 	hl = curl_slist_append(hl, "Expect:");
 
 	n = xcalloc(1, sizeof *n);
-	n->cb = cb;
-	n->rcb = rcb;
-	n->arg = arg;
+	n->cbs = *cbs;
+	n->fd = -1;
 	n->xfer = http_request(h, method != NULL ? json_string_value(method) :
 	    (text != NULL ? "POST" : "GET"), json_string_value(url), hl, text,
 	    text != NULL ? strlen(text) : 0, timeout_ms, net_done_cb, n);
@@ -166,5 +432,5 @@ executor_net_abort(struct net_run *n)
 	if (n == NULL)
 		return;
 	http_cancel(n->xfer);
-	free(n);
+	net_free(n);
 }

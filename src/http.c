@@ -48,6 +48,7 @@ struct http_xfer {
 	json_t			*resp_headers;	/* lower-case name -> value */
 	char			 errbuf[CURL_ERROR_SIZE];
 	http_done_cb		*cb;
+	http_chunk_cb		*chunk_cb;	/* sees the answer as it comes */
 	void			*arg;
 };
 
@@ -173,7 +174,19 @@ http_write_cb(char *data, size_t size, size_t n, void *arg)
 {
 	struct http_xfer	*x = arg;
 	size_t			 len = size * n;
+	long			 status = 0;
 
+	if (x->chunk_cb != NULL) {
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		switch (x->chunk_cb(data, len, status, x->resp_headers, x->arg)) {
+		case HTTP_CHUNK_TAKEN:
+			return (len);
+		case HTTP_CHUNK_FAIL:
+			return (0);	/* fails the transfer: CURLE_WRITE_ERROR */
+		default:
+			break;
+		}
+	}
 	if (x->body_len + len > HTTP_MAX_BODY)
 		return (0);	/* fails the transfer: CURLE_WRITE_ERROR */
 	if (x->body_len + len + 1 > x->body_cap) {
@@ -333,6 +346,17 @@ http_mail(struct http *h, const char *url, const char *from, const char *to,
 	curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
 	curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 1L);
 	return (http_xfer_start(x));
+}
+
+/*
+ * Let cb see each piece of the answer as it arrives (before the transfer
+ * is collected: call right after http_request).  Pieces it does not take
+ * are kept as the body, as usual.
+ */
+void
+http_set_chunk_cb(struct http_xfer *x, http_chunk_cb *cb)
+{
+	x->chunk_cb = cb;
 }
 
 /* Abort a transfer: its callback will not run. */

@@ -30,6 +30,19 @@ struct http_result {
 /* A transfer ended; the result and everything in it are borrowed. */
 typedef void http_done_cb(const struct http_result *, void *arg);
 
+/*
+ * A piece of the answer arrived, after its status and headers (lower-case
+ * names; borrowed): take it, leave it to be kept as the body, or fail the
+ * transfer (the done callback then sees an error).
+ */
+enum http_chunk {
+	HTTP_CHUNK_KEEP,
+	HTTP_CHUNK_TAKEN,
+	HTTP_CHUNK_FAIL,
+};
+typedef enum http_chunk http_chunk_cb(const char *data, size_t len, long status,
+		    json_t *headers, void *arg);
+
 struct http	*http_create(struct event_base *);
 void		 http_free(struct http *);
 struct http_xfer *http_request(struct http *, const char *, const char *,
@@ -37,6 +50,7 @@ struct http_xfer *http_request(struct http *, const char *, const char *,
 		     http_done_cb *, void *);
 struct http_xfer *http_mail(struct http *, const char *, const char *,
 		     const char *, const char *, long, http_done_cb *, void *);
+void		 http_set_chunk_cb(struct http_xfer *, http_chunk_cb *);
 void		 http_cancel(struct http_xfer *);
 int		 http_inflight(const struct http *);
 

@@ -45,7 +45,8 @@ struct run {
 	int64_t			 started_ms;
 	struct exec_run		*exec;		/* a built-in run, or */
 	struct proc_run		*proc;		/* a program's run, or */
-	struct net_run		*net;		/* a network built-in's */
+	struct net_run		*net;		/* a network built-in's, or */
+	struct backend_run	*remote;	/* a backend's */
 	int64_t			 retry_after_ms; /* asked for by the answer */
 	struct event		*timeout;
 	TAILQ_ENTRY(run)	 entry;
@@ -68,13 +69,21 @@ struct sched {
 	int			 claiming;	/* claims in flight */
 	int			 claim_next;	/* next --type-limit group to claim */
 
-	/* Types this daemon serves: built-ins, then exec types (registry). */
+	/*
+	 * Types this daemon serves: built-ins, then the registry's program
+	 * and backend types.
+	 */
 	char			**types;
 	int			 ntypes;
 	int			 nbuiltin;
+	json_t			*registry;	/* as last loaded */
 	json_t			*exec_argv;	/* name -> argv array */
+	json_t			*http_types;	/* name -> {backend, path} */
+	json_t			*backends;	/* name -> {url, token_env, timeout_ms} */
 	int			 loading;
 	struct event		*registry_ev;
+	struct event		*taskdir_ev;	/* remove directories of done tasks */
+	int			 pruning;
 	struct event		*hold_ev;	/* claim again when a token is due */
 	int			 renewing;
 	int			 reaping;
@@ -117,6 +126,7 @@ run_free(struct run *run)
 	executor_run_abort(run->exec);
 	executor_exec_abort(run->proc);
 	executor_net_abort(run->net);
+	executor_http_abort(run->remote);
 	if (run->timeout != NULL)
 		event_free(run->timeout);
 	free(run->step_id);
@@ -249,6 +259,17 @@ run_net_done(void *arg, enum exec_outcome outcome, json_t *output,
 }
 
 static void
+run_remote_done(void *arg, enum exec_outcome outcome, json_t *output,
+    const char *error)
+{
+	struct run	*run = arg;
+
+	run->remote = NULL;
+	run_end(run, outcome, output, error,
+	    outcome == EXEC_TRANSIENT ? run->retry_after_ms : -1);
+}
+
+static void
 run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
     const char *error)
 {
@@ -258,19 +279,82 @@ run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
 	run_end(run, outcome, output, error, -1);
 }
 
-/* Start a program: argv is the type's command, a JSON array of strings. */
+/*
+ * Start a program: argv is the type's command, a JSON array of strings.
+ * Its environment says which run it is and where the task's shared
+ * directory is.
+ */
 static void
 run_start_program(struct run *run, json_t *argv, json_t *input)
 {
-	char	**av;
+	char	**av, *env[8], *dir;
 	size_t	  i, n = json_array_size(argv);
+	int	  e = 0;
 
 	av = xcalloc(n + 1, sizeof *av);
 	for (i = 0; i < n; i++)
 		av[i] = (char *)json_string_value(json_array_get(argv, i));
-	run->proc = executor_exec_start(av, input, run->run_id, run_proc_done,
-	    run_progress, run_event, run);
+	xasprintf(&env[e++], "DWA_RUN_ID=%" PRId64, run->run_id);
+	xasprintf(&env[e++], "DWA_TASK_ID=%" PRId64, run->task_id);
+	xasprintf(&env[e++], "DWA_STEP_ID=%s", run->step_id);
+	xasprintf(&env[e++], "DWA_ATTEMPT=%d", run->attempt);
+	if (run->item_index >= 0)
+		xasprintf(&env[e++], "DWA_ITEM_INDEX=%d", run->item_index);
+	if ((dir = executor_task_dir(run->task_id)) != NULL) {
+		xasprintf(&env[e++], "DWA_TASK_DIR=%s", dir);
+		free(dir);
+	}
+	env[e] = NULL;
+	run->proc = executor_exec_start(av, env, input, run->run_id,
+	    run_proc_done, run_progress, run_event, run);
+	while (e > 0)
+		free(env[--e]);
 	free(av);
+}
+
+/*
+ * Send a step to its backend: the step's own (from the task or step
+ * definition), else its type's.  A backend not in dwa.backends fails the
+ * step permanently, naming it.
+ */
+static void
+run_start_remote(struct run *run, const char *step_backend,
+    const struct exec_ctx *ctx, json_t *input, const struct exec_cbs *cbs)
+{
+	struct sched	*s = run->sched;
+	struct backend	 be;
+	json_t		*type, *row;
+	const char	*name, *path, *env;
+	char		*url, *msg;
+
+	type = json_object_get(s->http_types, run->task);
+	name = step_backend != NULL && *step_backend != '\0' ? step_backend :
+	    json_string_value(json_object_get(type, "backend"));
+	if (name == NULL) {
+		run_end(run, EXEC_PERMANENT, NULL, "the task type is served by "
+		    "a backend but names none: set task_types.backend or the "
+		    "task's \"backend\"", -1);
+		return;
+	}
+	if ((row = json_object_get(s->backends, name)) == NULL) {
+		xasprintf(&msg, "no backend \"%s\" in dwa.backends (dwa "
+		    "backends set %s URL; MODAL_URL and RAY_URL define modal "
+		    "and ray)", name, name);
+		run_end(run, EXEC_PERMANENT, NULL, msg, -1);
+		free(msg);
+		return;
+	}
+	path = json_string_value(json_object_get(type, "path"));
+	xasprintf(&url, "%s%s", json_string_value(json_object_get(row, "url")),
+	    path != NULL ? path : "");
+	env = json_string_value(json_object_get(row, "token_env"));
+	be.name = name;
+	be.url = url;
+	be.token = env != NULL ? getenv(env) : NULL;
+	be.timeout_ms = (long)json_integer_value(json_object_get(row,
+	    "timeout_ms"));
+	run->remote = executor_http_start(s->cfg.http, &be, ctx, input, cbs);
+	free(url);
 }
 
 /* Arm the run's timeout, if its step has one (column 8 of the claim). */
@@ -300,6 +384,8 @@ run_start(struct sched *s, PGresult *res, int row)
 	json_error_t	 jerr;
 	json_t		*argv;
 	char		*cause = NULL;
+	struct exec_ctx	 ctx;
+	struct exec_cbs	 cbs;
 
 	run = xcalloc(1, sizeof *run);
 	run->sched = s;
@@ -324,9 +410,21 @@ run_start(struct sched *s, PGresult *res, int row)
 		return;
 	}
 	run->retry_after_ms = -1;
+	ctx.task = run->task;
+	ctx.run_id = run->run_id;
+	ctx.task_id = run->task_id;
+	ctx.step_id = run->step_id;
+	ctx.item_index = run->item_index;
+	ctx.attempt = run->attempt;
+	memset(&cbs, 0, sizeof cbs);
+	cbs.retry = run_net_retry;
+	cbs.progress = run_progress;
+	cbs.event = run_event;
+	cbs.arg = run;
 	if (executor_net_supports(run->task) && s->cfg.http != NULL) {
-		run->net = executor_net_start(s->cfg.http, run->task, input,
-		    run_net_done, run_net_retry, run, &cause);
+		cbs.done = run_net_done;
+		run->net = executor_net_start(s->cfg.http, &ctx, input, &cbs,
+		    &cause);
 		json_decref(input);
 		if (run->net == NULL) {
 			run_end(run, EXEC_PERMANENT, NULL, cause, -1);
@@ -334,6 +432,16 @@ run_start(struct sched *s, PGresult *res, int row)
 			return;
 		}
 		run_arm_timeout(s, run, res, row);
+		return;
+	}
+	if (json_object_get(s->http_types, run->task) != NULL &&
+	    s->cfg.http != NULL) {
+		cbs.done = run_remote_done;
+		run_start_remote(run, PQgetisnull(res, row, 10) ? NULL :
+		    PQgetvalue(res, row, 10), &ctx, input, &cbs);
+		json_decref(input);
+		if (run->remote != NULL)
+			run_arm_timeout(s, run, res, row);
 		return;
 	}
 	argv = json_object_get(s->exec_argv, run->task);
@@ -407,7 +515,7 @@ static void
 sched_claim(struct sched *s, const char *types, int n)
 {
 	char		 worker[16], count[16], lease[32];
-	const char	*params[4];
+	const char	*params[5];
 
 	snprintf(worker, sizeof worker, "%d", s->worker_id);
 	snprintf(count, sizeof count, "%d", n);
@@ -417,9 +525,11 @@ sched_claim(struct sched *s, const char *types, int n)
 	params[1] = types;
 	params[2] = count;
 	params[3] = lease;
+	params[4] = s->cfg.queues;	/* NULL: any queue */
 	if (db_query(s->db, "SELECT id, run_id, task_id, step_id, item_index, "
-	    "task, input, attempt, timeout_ms, hold_ms FROM dwa._claim("
-	    "$1::integer, $2::text[], $3::integer, $4::interval)", 4, params,
+	    "task, input, attempt, timeout_ms, hold_ms, backend FROM dwa._claim("
+	    "$1::integer, $2::text[], $3::integer, $4::interval, $5::text[])",
+	    5, params,
 	    sched_claim_cb, s) == 0)
 		s->claiming++;
 }
@@ -701,32 +811,47 @@ sched_serves(const struct sched *s, const char *name)
 	return (0);
 }
 
-/* Rebuild the list of served types: built-ins, then the exec types. */
+/* Rebuild the list of served types: built-ins, then the registry's. */
 static void
 sched_types_set(struct sched *s)
 {
 	const char	*name;
-	json_t		*argv;
-	int		 i;
+	json_t		*v;
 
-	for (i = s->nbuiltin; i < s->ntypes; i++)
+	for (int i = s->nbuiltin; i < s->ntypes; i++)
 		free(s->types[i]);
 	s->ntypes = s->nbuiltin;
 	s->types = xreallocarray(s->types, s->nbuiltin +
-	    json_object_size(s->exec_argv) + 1, sizeof *s->types);
-	json_object_foreach(s->exec_argv, name, argv) {
+	    json_object_size(s->exec_argv) + json_object_size(s->http_types) +
+	    1, sizeof *s->types);
+	json_object_foreach(s->exec_argv, name, v) {
 		if (!executor_builtin_supports(name) && sched_serves(s, name))
+			s->types[s->ntypes++] = xstrdup(name);
+	}
+	if (s->cfg.http == NULL)
+		return;
+	json_object_foreach(s->http_types, name, v) {
+		if (!executor_builtin_supports(name) &&
+		    !executor_net_supports(name) && sched_serves(s, name))
 			s->types[s->ntypes++] = xstrdup(name);
 	}
 }
 
+/*
+ * The registry as loaded: {"exec": {name: argv}, "http": {name: {backend,
+ * path}}, "backends": {name: {url, token_env, timeout_ms}}}.  Program
+ * types whose command is not a list of strings are left out, with a
+ * warning the first time.
+ */
 static void
 sched_registry_cb(PGresult *res, const char *error, void *arg)
 {
 	struct sched	*s = arg;
-	json_t		*map, *argv, *v;
+	json_t		*reg, *exec, *argv, *v;
+	const char	*name, *env;
+	void		*tmp;
 	size_t		 i;
-	int		 r, ok;
+	int		 ok;
 
 	s->loading = 0;
 	if (res == NULL) {
@@ -734,41 +859,116 @@ sched_registry_cb(PGresult *res, const char *error, void *arg)
 			log_error("loading the task types failed: %s", error);
 		return;
 	}
-	map = json_object();
-	for (r = 0; r < PQntuples(res); r++) {
-		argv = json_loads(PQgetvalue(res, r, 1), 0, NULL);
+	reg = json_pack("{s:o, s:o, s:o}",
+	    "exec", json_loads(PQgetvalue(res, 0, 0), 0, NULL),
+	    "http", json_loads(PQgetvalue(res, 0, 1), 0, NULL),
+	    "backends", json_loads(PQgetvalue(res, 0, 2), 0, NULL));
+	if (reg == NULL) {
+		log_error("loading the task types: unreadable answer");
+		return;
+	}
+	if (json_equal(reg, s->registry)) {
+		json_decref(reg);
+		return;
+	}
+	exec = json_object_get(reg, "exec");
+	json_object_foreach_safe(exec, tmp, name, argv) {
 		ok = json_is_array(argv) && json_array_size(argv) > 0;
 		json_array_foreach(argv, i, v)
 			ok = ok && json_is_string(v);
-		if (ok)
-			json_object_set_new(map, PQgetvalue(res, r, 0), argv);
-		else {
+		if (!ok) {
 			log_warn("task type %s: command is not a list of "
-			    "strings; not served", PQgetvalue(res, r, 0));
-			json_decref(argv);
+			    "strings; not served", name);
+			json_object_del(exec, name);
 		}
 	}
-	if (!json_equal(map, s->exec_argv)) {
-		log_info("serving %zu program task type%s", json_object_size(map),
-		    json_object_size(map) == 1 ? "" : "s");
-		json_decref(s->exec_argv);
-		s->exec_argv = map;
-		sched_types_set(s);
-		s->want_claim = 1;
-	} else
-		json_decref(map);
+	json_object_foreach(json_object_get(reg, "backends"), name, v) {
+		env = json_string_value(json_object_get(v, "token_env"));
+		if (env != NULL && getenv(env) == NULL)
+			log_warn("backend %s: %s is not set here; its requests "
+			    "go without a token", name, env);
+	}
+	json_decref(s->registry);
+	s->registry = reg;
+	s->exec_argv = exec;
+	s->http_types = json_object_get(reg, "http");
+	s->backends = json_object_get(reg, "backends");
+	sched_types_set(s);
+	log_info("serving %zu program and %zu backend task type%s, %zu "
+	    "backend%s", json_object_size(s->exec_argv),
+	    json_object_size(s->http_types),
+	    json_object_size(s->http_types) == 1 ? "" : "s",
+	    json_object_size(s->backends),
+	    json_object_size(s->backends) == 1 ? "" : "s");
+	s->want_claim = 1;
 }
 
-/* Load the exec types from dwa.task_types. */
+/* Load program and backend types, and the backends, from the database. */
 static void
 sched_registry_load(struct sched *s)
 {
 	if (s->loading || !db_is_up(s->db))
 		return;
-	if (db_query(s->db, "SELECT name, array_to_json(command)::text FROM "
-	    "dwa.task_types WHERE executor = 'exec' AND command IS NOT NULL",
+	if (db_query(s->db, "SELECT "
+	    "(SELECT coalesce(json_object_agg(name, command), '{}') "
+	    "FROM dwa.task_types WHERE executor = 'exec' AND command IS NOT "
+	    "NULL)::text, "
+	    "(SELECT coalesce(json_object_agg(name, json_build_object("
+	    "'backend', backend, 'path', metadata ->> 'path')), '{}') "
+	    "FROM dwa.task_types WHERE executor = 'http')::text, "
+	    "(SELECT coalesce(json_object_agg(name, json_build_object('url', "
+	    "url, 'token_env', token_env, 'timeout_ms', (extract(epoch FROM "
+	    "timeout) * 1000)::bigint)), '{}') FROM dwa.backends)::text",
 	    0, NULL, sched_registry_cb, s) == 0)
 		s->loading = 1;
+}
+
+#define SCHED_TASKDIR_PRUNE_S	5
+
+/* Remove the directories of the tasks that completed, or are gone. */
+static void
+sched_taskdir_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+	char		*list, *p, *t;
+
+	s->pruning = 0;
+	if (res == NULL) {
+		if (db_is_up(s->db))
+			log_error("looking for finished task directories: %s",
+			    error);
+		return;
+	}
+	list = xstrdup(PQgetvalue(res, 0, 0) + 1);	/* past '{' */
+	list[strcspn(list, "}")] = '\0';
+	for (p = list; (t = strsep(&p, ",")) != NULL;) {
+		if (*t != '\0') {
+			log_debug("removing the directory of task %s", t);
+			executor_task_dir_remove(strtoll(t, NULL, 10));
+		}
+	}
+	free(list);
+}
+
+static void
+sched_taskdir_timer_cb(evutil_socket_t fd __unused, short events __unused,
+    void *arg)
+{
+	struct sched	*s = arg;
+	char		*ids;
+	const char	*params[1];
+
+	if (s->pruning || !db_is_up(s->db) || s->cfg.keep_workdirs ||
+	    (ids = executor_task_dirs()) == NULL)
+		return;
+	params[0] = ids;
+	/* Failed and cancelled tasks keep theirs: dwa.retry resumes them. */
+	if (db_query(s->db, "SELECT coalesce(array_agg(d.id), '{}') FROM "
+	    "unnest($1::bigint[]) AS d(id) WHERE NOT EXISTS (SELECT 1 FROM "
+	    "dwa.tasks t WHERE t.id = d.id AND t.status <> 'completed')", 1,
+	    params, sched_taskdir_cb, s) == 0)
+		s->pruning = 1;
+	free(ids);
 }
 
 static void
@@ -809,7 +1009,7 @@ sched_db_state(struct sched *s, int up)
 	const char	*params[5];
 
 	s->worker_id = 0;
-	s->claiming = s->renewing = s->reaping = s->loading = 0;
+	s->claiming = s->renewing = s->reaping = s->loading = s->pruning = 0;
 	if (!up)
 		return;
 	if (gethostname(host, sizeof host) != 0)
@@ -961,18 +1161,25 @@ sched_create(struct event_base *base, struct db *db,
 		s->types[s->ntypes++] = xstrdup(t);
 	}
 	free(copy);
-	if (cfg->http != NULL && sched_serves(s, "http.request")) {
+	for (size_t i = 0; cfg->http != NULL && i < 2; i++) {
+		t = i == 0 ? "http.request" : "data.download";
+		if (!sched_serves(s, t))
+			continue;
 		s->types = xreallocarray(s->types, s->ntypes + 1,
 		    sizeof *s->types);
-		s->types[s->ntypes++] = xstrdup("http.request");
+		s->types[s->ntypes++] = xstrdup(t);
 	}
 	s->nbuiltin = s->ntypes;
-	s->exec_argv = json_object();
+	s->registry = json_object();
 	s->registry_ev = event_new(base, -1, EV_PERSIST,
 	    sched_registry_timer_cb, s);
 	tv.tv_sec = 5;
 	tv.tv_usec = 0;
 	event_add(s->registry_ev, &tv);
+	s->taskdir_ev = event_new(base, -1, EV_PERSIST, sched_taskdir_timer_cb,
+	    s);
+	tv.tv_sec = SCHED_TASKDIR_PRUNE_S;
+	event_add(s->taskdir_ev, &tv);
 	return (s);
 }
 
@@ -993,10 +1200,11 @@ sched_free(struct sched *s)
 	event_free(s->grace_ev);
 	event_free(s->hold_ev);
 	event_free(s->registry_ev);
+	event_free(s->taskdir_ev);
 	while (s->ntypes > 0)
 		free(s->types[--s->ntypes]);
 	free(s->types);
-	json_decref(s->exec_argv);
+	json_decref(s->registry);
 	free((char *)s->cfg.name);
 	free(s);
 }

@@ -33,6 +33,8 @@ struct sched_config {
 	struct http	*http;		/* for the network built-ins */
 	char		**serve;	/* --types: globs of the types served */
 	int		 nserve;	/* 0: every type this daemon can run */
+	const char	*queues;	/* --queues as an array literal; NULL: all */
+	int		 keep_workdirs;	/* keep the directories of done tasks */
 };
 
 struct sched;

@@ -7,7 +7,7 @@
 # (SIGKILL after SIGTERM is ignored), 200 concurrent runs without leaking
 # descriptors or zombies, and --keep-workdirs.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 47
+plan 52
 
 P="$top_srcdir/tests/e2e/exec"
 M=$$	# unique sleep durations, so pgrep finds only our processes
@@ -77,6 +77,18 @@ wd2=$(sql "SELECT result ->> 'cwd' FROM dwa.tasks WHERE id = $ok2")
 ok $? "each run has its own work directory ($wd1, $wd2)"
 wait_until 5 test ! -e "$wd1"
 ok $? "the work directory is removed after success"
+is "$(sql "SELECT r ->> 'run' = s.run_id::text AND r ->> 'task' = '$ok1'
+    AND r ->> 'step' = '0' AND r ->> 'attempt' = '1' AND r ->> 'item' = 'unset'
+    FROM dwa.tasks t, dwa.steps s, LATERAL (SELECT t.result -> 'env') e(r)
+    WHERE t.id = $ok1 AND s.task_id = t.id")" t \
+	"its environment names the run, task, step and attempt (no DWA_ITEM_INDEX)"
+td1=$(sql "SELECT result #>> '{env,dir}' FROM dwa.tasks WHERE id = $ok1")
+is "$td1" "$DWA_WORKDIR/task-$ok1" "DWA_TASK_DIR is the task's directory under DWA_WORKDIR"
+fe=$(submit '{"type": "fe", "steps": [{"id": "each", "task": "t.ok", "forEach": [10, 20]}]}')
+wait_until 10 task_done "$fe"
+is "$(sql "SELECT string_agg((output #>> '{env,item}') || ':' || (output #>> '{input}'), ' ' ORDER BY item_index)
+    FROM dwa.steps WHERE task_id = $fe AND item_index IS NOT NULL")" "0:10 1:20" \
+	"a forEach element's program gets DWA_ITEM_INDEX"
 
 # --- streamed progress -----------------------------------------------------
 wait_until 10 sql_true "SELECT progress = 40 FROM dwa.steps WHERE task_id = $prog"
@@ -139,8 +151,8 @@ is "$(task_status "$tmoh")/$(col "$tmoh" status)" failed/failed "a run ignoring 
 like "$(col "$tmoh" error)" "timed out" "with 'timed out'"
 wait_until 5 gone "32\.$M"
 ok $? "no process of its group remains (sleep 32.$M)"
-secs=$(col "$tmoh" "round(extract(epoch FROM clock_timestamp() - started_at), 1)")
-like "$secs" '^(2\.[5-9]|[3-5]\.)' "SIGKILL followed SIGTERM about 2 s later (group gone ${secs}s after start)"
+secs=$(col "$tmoh" "round(extract(epoch FROM finished_at - started_at), 1)")
+like "$secs" '^(2\.[5-9]|[3-5]\.)' "SIGKILL followed SIGTERM about 2 s later (the run ended ${secs}s after start)"
 secs=$(col "$tmoh" "round(extract(epoch FROM finished_at - started_at), 1)")
 like "$secs" '^(2\.[5-9]|[3-5]\.)' \
 	"the run ended only once its process had exited (step finished ${secs}s after start)"
@@ -162,7 +174,12 @@ nchild() { ps --ppid "$D1" -o pid= | wc -l; }
 nzombie() { ps --ppid "$D1" -o stat= | grep -c Z; }
 at_least() { [ "$($1)" -ge "$2" ]; }
 fd_near() { local n; n=$(nfd); [ "$n" -ge $(($1 - 2)) ] && [ "$n" -le $(($1 + 2)) ]; }
-nwd() { find "$DWA_WORKDIR" -mindepth 1 -maxdepth 1 | wc -l; }
+nwd() { find "$DWA_WORKDIR" -mindepth 1 -maxdepth 1 -name 'run-*' | wc -l; }
+# Directories of completed tasks still there.
+ndone() {
+	ids=$(find "$DWA_WORKDIR" -mindepth 1 -maxdepth 1 -name 'task-*' | sed 's/.*task-//' | tr '\n' ',')
+	sql "SELECT count(*) FROM dwa.tasks WHERE id = ANY ('{${ids%,}}'::bigint[]) AND status = 'completed'"
+}
 wait_until 5 sql_true "SELECT count(*) = 0 FROM dwa.steps WHERE status IN ('ready', 'running')"
 fd0=$(nfd)
 wd0=$(nwd)
@@ -181,6 +198,10 @@ wait_until 3 test "$(nzombie)" = 0
 ok $? "no zombie children (now $(nzombie))"
 is "$(nchild)" 0 "no child left at all"
 is "$(nwd)" "$wd0" "the 200 successful runs left no work directory"
+none_done() { [ "$(ndone)" = 0 ]; }
+wait_until 15 none_done
+ok $? "the directories of completed tasks are removed ($(ndone) left)"
+ok $([ ! -e "$td1" ] && echo 0 || echo 1) "the directory of a completed task is removed"
 
 # --- --keep-workdirs -------------------------------------------------------
 kill -TERM "$D1"

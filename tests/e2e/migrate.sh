@@ -24,7 +24,7 @@ is "$(sql "SELECT count(DISTINCT version) || ',' || count(*) FROM dwa.schema_mig
 	"each migration recorded once"
 out=$("$DWA" migrate)
 like "$out" "^schema at ${latest}_[a-z_]+ \(0 migrations applied\)$" "a second migrate applies nothing"
-is "$(sql "SELECT count(*) FROM dwa.task_types WHERE executor = 'builtin'")" 7 \
+is "$(sql "SELECT count(*) FROM dwa.task_types WHERE executor = 'builtin'")" 8 \
 	"the built-in task types are registered"
 is "$(sql "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'dwa\_%'")" \
 	"dwa_admin,dwa_submitter,dwa_worker" "the three roles exist"
