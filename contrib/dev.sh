@@ -22,7 +22,8 @@ die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
 
 packages=(autoconf automake libtool pkg-config make gcc libpq-dev libssl-dev
 	libevent-dev libcurl4-openssl-dev libjansson-dev
-	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl)
+	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
+	ffmpeg imagemagick python3 python3-starlette python3-uvicorn)
 
 find_pgbin() {
 	pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -130,15 +131,50 @@ cmd_demo() {
 	install_missing
 	build build
 	database
-	local dwa="$builddir/src/dwa" dwad="$builddir/src/dwad" id rc
+	local dwa="$builddir/src/dwa" dwad="$builddir/src/dwad" id rc port i
 	"$dwa" migrate
-	say "starting dwad (log: .dwa/demo-dwad.log)"
-	# Global, for the trap; no stdout, so that a pipe reading ours ends.
-	"$dwad" --concurrency 8 --log-file "$state/demo-dwad.log" >/dev/null 2>&1 &
+	mkdir -p "$state/demo"
+	if [ ! -s "$state/demo/clip.mp4" ]; then
+		# 6 s: a test pattern, then colour bars (a scene change at 3 s), a tone.
+		say "making .dwa/demo/clip.mp4 with ffmpeg"
+		ffmpeg -hide_banner -loglevel error -nostdin \
+			-f lavfi -i testsrc=duration=3:size=640x360:rate=25 \
+			-f lavfi -i smptebars=duration=3:size=640x360:rate=25 \
+			-f lavfi -i sine=frequency=440:duration=6 \
+			-filter_complex '[0:v][1:v]concat=n=2:v=1:a=0[v]' -map '[v]' -map 2:a \
+			-c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -shortest \
+			"$state/demo/clip.tmp.mp4" || die "ffmpeg could not make the clip"
+		mv "$state/demo/clip.tmp.mp4" "$state/demo/clip.mp4"
+	fi
+	# Globals, for the trap.
+	demo_pid="" http_pid=""
+	trap 'for p in $demo_pid $http_pid; do kill -TERM $p 2>/dev/null; wait $p 2>/dev/null || true; done' EXIT
+	python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$state/demo" \
+		>"$state/demo-http.log" 2>&1 &
+	http_pid=$!
+	port=""
+	for i in $(seq 100); do
+		port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$state/demo-http.log" | head -n 1)
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	[ -n "$port" ] || die "python3 -m http.server did not start: $(cat "$state/demo-http.log")"
+	say "serving .dwa/demo/clip.mp4 on http://127.0.0.1:$port/"
+	say "starting dwad (log: .dwa/demo-dwad.log, files: .dwa/work)"
+	# No stdout, so that a pipe reading ours ends.
+	# On its first start dwad registers the task library (dwa types sync).
+	: >"$state/demo-dwad.log"
+	DWA_WORKDIR="$state/work" "$dwad" --concurrency 8 --tasks "$top/contrib/tasks" \
+		--log-file "$state/demo-dwad.log" >/dev/null 2>&1 &
 	demo_pid=$!
-	trap 'kill -TERM $demo_pid 2>/dev/null; wait $demo_pid 2>/dev/null' EXIT
+	for i in $(seq 300); do
+		grep -q " ready: " "$state/demo-dwad.log" 2>/dev/null && break
+		kill -0 "$demo_pid" 2>/dev/null || die "dwad stopped: $(tail -5 "$state/demo-dwad.log")"
+		sleep 0.1
+	done
 	say "submitting contrib/examples/video-analysis.json"
-	id=$("$dwa" submit "$top/contrib/examples/video-analysis.json")
+	id=$(sed "s|http://127.0.0.1:8000/clip.mp4|http://127.0.0.1:$port/clip.mp4|" \
+		"$top/contrib/examples/video-analysis.json" | "$dwa" submit -)
 	say "task $id: watching it run"
 	rc=0
 	"$dwa" watch "$id" || rc=$?

@@ -125,25 +125,73 @@ $$;
 COMMENT ON FUNCTION dwa.retry(bigint) IS
     'Resume a failed or cancelled task: re-run what did not succeed, keep succeeded outputs';
 
--- prune: delete tasks (and their steps) finished longer ago than p_age.
-CREATE OR REPLACE FUNCTION dwa.prune(p_age interval)
+-- prune: delete what ended longer ago than p_age, oldest first, at most
+-- p_limit rows of each table per call (NULL: all).  Tasks finished that
+-- long ago go with their steps, UI events and finished deliveries
+-- (dwa._tasks_deleted); then the UI events and the delivered or dead
+-- deliveries created that long ago, whatever their task.  Pending and
+-- delivering rows are never touched.  Rows another transaction holds are
+-- skipped, not waited for: dwad --retention calls this every few seconds
+-- under load.  Returns the number of tasks deleted.
+CREATE OR REPLACE FUNCTION dwa.prune(p_age interval, p_limit integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    cutoff timestamptz;
+    old bigint[];
     n bigint;
 BEGIN
     IF p_age IS NULL OR p_age < interval '0' THEN
         PERFORM dwa._reject('older than: must be a duration >= 0', 'older_than');
     END IF;
+    IF p_limit < 1 THEN
+        PERFORM dwa._reject('limit: must be at least 1', 'limit');
+    END IF;
+    -- now() - p_age overflows some 6,000 years back; nothing ended then.
+    cutoff := CASE WHEN p_age > interval '1000 years' THEN '-infinity'
+                   ELSE now() - p_age END;
+
+    -- finished_at is set exactly when a task finishes (retry clears it),
+    -- so tasks_finished_idx walks the candidates oldest first.
     DELETE FROM dwa.tasks
-     WHERE finished_at < now() - p_age
-       AND status IN ('completed', 'failed', 'cancelled');
+     WHERE id = ANY (ARRAY(
+            SELECT id FROM dwa.tasks
+             WHERE finished_at < cutoff
+               AND status IN ('completed', 'failed', 'cancelled')
+             ORDER BY finished_at
+             LIMIT p_limit
+               FOR UPDATE SKIP LOCKED));
     GET DIAGNOSTICS n = ROW_COUNT;
+
+    -- Events and deliveries have no index on created_at, to keep their
+    -- inserts cheap.  Ids grow with time, so look at the first p_limit
+    -- rows in order of id and take the old ones: each call reads no more
+    -- rows than it may delete, and only the rows it deletes are locked.
+    old := ARRAY(SELECT id
+                   FROM (SELECT id, created_at FROM dwa.events
+                          ORDER BY id LIMIT p_limit) h
+                  WHERE created_at < cutoff);
+    DELETE FROM dwa.events
+     WHERE id = ANY (ARRAY(
+            SELECT id FROM dwa.events
+             WHERE id = ANY (old)
+               FOR UPDATE SKIP LOCKED));
+
+    old := ARRAY(SELECT id
+                   FROM (SELECT id, created_at FROM dwa.outbox
+                          WHERE status IN ('delivered', 'dead')
+                          ORDER BY id LIMIT p_limit) h
+                  WHERE created_at < cutoff);
+    DELETE FROM dwa.outbox
+     WHERE id = ANY (ARRAY(
+            SELECT id FROM dwa.outbox
+             WHERE id = ANY (old) AND status IN ('delivered', 'dead')
+               FOR UPDATE SKIP LOCKED));
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION dwa.prune(interval) IS
-    'Delete finished tasks older than the given age, with their steps; returns how many';
+COMMENT ON FUNCTION dwa.prune(interval, integer) IS
+    'Delete finished tasks (with their steps), UI events and finished deliveries older than the given age, oldest first, at most the limit of each; returns the tasks deleted';

@@ -5,38 +5,23 @@
  * answer as an exec type; dwa types export prints TypeScript definitions
  * of the registered types' inputs and outputs.
  *
- * sync runs each program with argv (no shell), stdin /dev/null, in a
- * process group of its own so a timeout kills what it started too.  The
- * CLI may block: it polls the pipe until the deadline, then kills.
+ * sync walks the directory and describes each program with registry.c,
+ * which dwad shares; this file only reports what it answers.
  */
-#include <sys/types.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-
 #include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
 #include "cmd.h"
 #include "pq.h"
+#include "registry.h"
 #include "util.h"
 #include "xmalloc.h"
 
 #define CMD_TYPES_CELL_MAX	50
-#define CMD_TYPES_TIMEOUT	10		/* seconds for --describe */
-#define CMD_TYPES_OUT_MAX	(1024 * 1024)	/* cap on a description */
 
 /* $1: the tags as a JSON array; $2: "t" to match any of them. */
 #define CMD_TYPES_WHERE							\
@@ -59,19 +44,6 @@ static const char *cmd_types_json_sql =
     "    'timeout', extract(epoch FROM t.timeout)::float8, "
     "    'command', t.command) ORDER BY t.name), '[]'))::text "
     CMD_TYPES_FROM CMD_TYPES_WHERE;
-
-static const char *cmd_types_upsert_sql =
-    "INSERT INTO dwa.task_types AS tt (name, executor, command, tags, "
-    "  description, timeout, metadata) "
-    "VALUES ($1, 'exec', ARRAY[$2::text], "
-    "  ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, "
-    "  dwa._duration($5::jsonb -> 'timeout', 'timeout'), $5::jsonb) "
-    "ON CONFLICT (name) DO UPDATE SET executor = excluded.executor, "
-    "  command = excluded.command, tags = excluded.tags, "
-    "  description = excluded.description, timeout = excluded.timeout, "
-    "  metadata = excluded.metadata, updated_at = now() "
-    "  WHERE tt.executor <> 'builtin' "
-    "RETURNING name";
 
 static int	cmd_types_exec(const struct cmd_entry *, int, char **);
 
@@ -168,273 +140,6 @@ cmd_types_list(int argc, char **argv)
 
 /* --- sync ----------------------------------------------------------- */
 
-static int64_t
-cmd_types_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-/* Kill the child's process group and reap it. */
-static void
-cmd_types_kill(pid_t pid)
-{
-	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
-		;
-}
-
-/*
- * Run path --describe; return its stdout (NUL-terminated, the caller
- * frees it) if it exited 0 within timeout_ms, else NULL with *cause.
- */
-static char *
-cmd_types_describe(const char *path, int timeout_ms, char **cause)
-{
-	struct pollfd	 pfd;
-	int		 fds[2], devnull, status, n;
-	int64_t		 deadline, left;
-	pid_t		 pid, w;
-	char		*buf;
-	size_t		 len = 0, size = 4096;
-	ssize_t		 r;
-
-	if (pipe(fds) == -1) {
-		xasprintf(cause, "pipe: %s", strerror(errno));
-		return (NULL);
-	}
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) == -1) {
-		xasprintf(cause, "fork: %s", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return (NULL);
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		if ((devnull = open("/dev/null", O_RDONLY)) != -1) {
-			dup2(devnull, STDIN_FILENO);
-			if (devnull != STDIN_FILENO)
-				close(devnull);
-		}
-		dup2(fds[1], STDOUT_FILENO);
-		close(fds[0]);
-		if (fds[1] != STDOUT_FILENO)
-			close(fds[1]);
-		execl(path, path, "--describe", (char *)NULL);
-		fprintf(stderr, "dwa: types sync: %s: %s\n", path,
-		    strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	close(fds[1]);
-
-	deadline = cmd_types_now_ms() + timeout_ms;
-	buf = xmalloc(size);
-	for (;;) {
-		if ((left = deadline - cmd_types_now_ms()) <= 0)
-			goto timeout;
-		pfd.fd = fds[0];
-		pfd.events = POLLIN;
-		n = poll(&pfd, 1, (int)left);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == 0)
-			goto timeout;
-		if (len + 1 >= size) {
-			if (size > CMD_TYPES_OUT_MAX) {
-				cmd_types_kill(pid);
-				close(fds[0]);
-				free(buf);
-				xasprintf(cause, "description longer than %d "
-				    "bytes", CMD_TYPES_OUT_MAX);
-				return (NULL);
-			}
-			size *= 2;
-			buf = xrealloc(buf, size);
-		}
-		r = read(fds[0], buf + len, size - len - 1);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += r;
-	}
-	close(fds[0]);
-	fds[0] = -1;
-	buf[len] = '\0';
-
-	/* stdout is closed; wait for the exit until the same deadline */
-	for (;;) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w == -1 && errno != EINTR) {
-			free(buf);
-			xasprintf(cause, "waitpid: %s", strerror(errno));
-			return (NULL);
-		}
-		if (cmd_types_now_ms() >= deadline)
-			goto timeout;
-		usleep(10000);
-	}
-	if (WIFSIGNALED(status)) {
-		free(buf);
-		xasprintf(cause, "killed by signal %d", WTERMSIG(status));
-		return (NULL);
-	}
-	if (WEXITSTATUS(status) != 0) {
-		free(buf);
-		xasprintf(cause, "exit status %d", WEXITSTATUS(status));
-		return (NULL);
-	}
-	return (buf);
-
-timeout:
-	cmd_types_kill(pid);
-	if (fds[0] != -1)
-		close(fds[0]);
-	free(buf);
-	xasprintf(cause, "no answer to --describe within %d ms, killed",
-	    timeout_ms);
-	return (NULL);
-}
-
-/* Add tag to the array unless it is there. */
-static void
-cmd_types_tag_add(json_t *tags, const char *tag)
-{
-	size_t	 i;
-	json_t	*v;
-
-	json_array_foreach(tags, i, v) {
-		if (strcmp(json_string_value(v), tag) == 0)
-			return;
-	}
-	json_array_append_new(tags, json_string(tag));
-}
-
-/*
- * Check a --describe answer; on success return the tags to store (the
- * caller decrefs) and set *name (borrowed from desc).
- */
-static json_t *
-cmd_types_check(json_t *desc, const char **name, char **cause)
-{
-	json_t		*v, *tags, *t;
-	size_t		 i;
-
-	if (!json_is_object(desc)) {
-		xasprintf(cause, "--describe did not print a JSON object");
-		return (NULL);
-	}
-	v = json_object_get(desc, "name");
-	if (!json_is_string(v) || json_string_length(v) == 0) {
-		xasprintf(cause, "\"name\" must be a non-empty string");
-		return (NULL);
-	}
-	*name = json_string_value(v);
-	v = json_object_get(desc, "description");
-	if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
-		xasprintf(cause, "\"description\" must be a string");
-		return (NULL);
-	}
-	v = json_object_get(desc, "timeout");
-	if (v != NULL && !json_is_null(v) && !json_is_string(v) &&
-	    !json_is_number(v)) {
-		xasprintf(cause, "\"timeout\" must be a duration such as "
-		    "\"5m\" or a number of seconds");
-		return (NULL);
-	}
-	v = json_object_get(desc, "streaming");
-	if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
-		xasprintf(cause, "\"streaming\" must be a boolean");
-		return (NULL);
-	}
-	v = json_object_get(desc, "gpu");
-	if (v != NULL && !json_is_null(v) && !json_is_boolean(v) &&
-	    !json_is_string(v)) {
-		xasprintf(cause, "\"gpu\" must be a string or a boolean");
-		return (NULL);
-	}
-	v = json_object_get(desc, "tags");
-	if (v != NULL && !json_is_null(v) && !json_is_array(v)) {
-		xasprintf(cause, "\"tags\" must be an array of strings");
-		return (NULL);
-	}
-	tags = json_array();
-	json_array_foreach(v, i, t) {
-		if (!json_is_string(t) || json_string_length(t) == 0) {
-			json_decref(tags);
-			xasprintf(cause, "\"tags\" must be an array of "
-			    "non-empty strings");
-			return (NULL);
-		}
-		cmd_types_tag_add(tags, json_string_value(t));
-	}
-	v = json_object_get(desc, "gpu");
-	if (json_is_true(v) ||
-	    (json_is_string(v) && json_string_length(v) > 0))
-		cmd_types_tag_add(tags, "gpu");
-	if (json_is_true(json_object_get(desc, "streaming")))
-		cmd_types_tag_add(tags, "streaming");
-	return (tags);
-}
-
-/* Describe and upsert one program; 0 if synced, -1 with *cause if not. */
-static int
-cmd_types_sync_one(PGconn *conn, const char *path, int timeout_ms,
-    char **cause)
-{
-	json_t		*desc, *tags;
-	json_error_t	 error;
-	const char	*params[5], *name, *d;
-	char		*out, *tagtext, *desctext;
-	PGresult	*res;
-	int		 rv = -1;
-
-	if ((out = cmd_types_describe(path, timeout_ms, cause)) == NULL)
-		return (-1);
-	desc = json_loads(out, JSON_REJECT_DUPLICATES, &error);
-	free(out);
-	if (desc == NULL) {
-		xasprintf(cause, "--describe did not print JSON: %s (line %d)",
-		    error.text, error.line);
-		return (-1);
-	}
-	if ((tags = cmd_types_check(desc, &name, cause)) == NULL) {
-		json_decref(desc);
-		return (-1);
-	}
-	tagtext = json_dumps(tags, JSON_COMPACT);
-	desctext = json_dumps(desc, JSON_COMPACT);
-	d = json_string_value(json_object_get(desc, "description"));
-	params[0] = name;
-	params[1] = path;
-	params[2] = tagtext;
-	params[3] = d;
-	params[4] = desctext;
-	res = pq_exec(conn, cmd_types_upsert_sql, 5, params, cause);
-	if (res != NULL) {
-		if (PQntuples(res) == 1) {
-			printf("synced %s\n", name);
-			rv = 0;
-		} else
-			xasprintf(cause, "type %s is builtin: not replaced",
-			    name);
-		PQclear(res);
-	}
-	free(tagtext);
-	free(desctext);
-	json_decref(tags);
-	json_decref(desc);
-	return (rv);
-}
-
 static int
 cmd_types_namecmp(const void *a, const void *b)
 {
@@ -449,13 +154,10 @@ cmd_types_sync(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct cmd_entry	*entry = &cmd_types_sync_entry;
-	struct dirent		*de;
-	struct stat		 sb;
-	DIR			*dir;
 	PGconn			*conn;
 	const char		*env;
-	char			*dirpath, *path, *cause, **names = NULL;
-	size_t			 n = 0, i;
+	char			*cause, *name, **names;
+	size_t			 i;
 	long			 secs;
 	int			 ch, code = -1, timeout_ms, skipped = 0;
 
@@ -470,7 +172,7 @@ cmd_types_sync(int argc, char **argv)
 		return (cmd_usage(entry, "unexpected argument '%s'",
 		    argv[optind + 1]));
 
-	timeout_ms = CMD_TYPES_TIMEOUT * 1000;
+	timeout_ms = REGISTRY_TIMEOUT_MS;
 	if ((env = getenv("DWA_DESCRIBE_TIMEOUT")) != NULL && *env != '\0') {
 		if (util_parse_int(env, 1, 3600, &secs, &cause) != 0) {
 			code = cmd_fail(entry, "DWA_DESCRIBE_TIMEOUT: %s",
@@ -481,42 +183,28 @@ cmd_types_sync(int argc, char **argv)
 		timeout_ms = (int)secs * 1000;
 	}
 
-	if ((dirpath = realpath(argv[optind], NULL)) == NULL)
-		return (cmd_fail(entry, "%s: %s", argv[optind],
-		    strerror(errno)));
-	if ((dir = opendir(dirpath)) == NULL) {
-		code = cmd_fail(entry, "%s: %s", argv[optind],
-		    strerror(errno));
-		free(dirpath);
+	if ((names = registry_programs(argv[optind], &cause)) == NULL) {
+		code = cmd_fail(entry, "%s: %s", argv[optind], cause);
+		free(cause);
 		return (code);
 	}
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		xasprintf(&path, "%s/%s", dirpath, de->d_name);
-		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
-		    access(path, X_OK) == 0) {
-			names = xreallocarray(names, n + 1, sizeof *names);
-			names[n++] = path;
-		} else
-			free(path);
-	}
-	closedir(dir);
-	free(dirpath);
-	qsort(names, n, sizeof *names, cmd_types_namecmp);
 
 	conn = cmd_connect(entry);
-	for (i = 0; i < n; i++) {
-		if (cmd_types_sync_one(conn, names[i], timeout_ms,
+	for (i = 0; names[i] != NULL; i++) {
+		/* what the program writes to stderr comes after our lines */
+		fflush(stdout);
+		fflush(stderr);
+		if (registry_sync_one(conn, names[i], timeout_ms, &name,
 		    &cause) != 0) {
-			fflush(stdout);
 			cmd_fail(entry, "%s: %s", names[i], cause);
 			free(cause);
 			skipped = 1;
+			continue;
 		}
-		free(names[i]);
+		printf("synced %s\n", name);
+		free(name);
 	}
-	free(names);
+	registry_programs_free(names);
 	PQfinish(conn);
 	return (skipped ? DWA_EXIT_FAILURE : DWA_EXIT_OK);
 }

@@ -53,6 +53,7 @@ extern const struct cmd_entry cmd_watch_entry;
 extern const struct cmd_entry cmd_outbox_entry;
 extern const struct cmd_entry cmd_limits_entry;
 extern const struct cmd_entry cmd_backends_entry;
+extern const struct cmd_entry cmd_prune_entry;
 extern const struct cmd_entry cmd_types_entry;
 
 /* cmd-util.c: what several commands share. */

@@ -26,6 +26,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_outbox_entry,
 	&cmd_limits_entry,
 	&cmd_backends_entry,
+	&cmd_prune_entry,
 	&cmd_types_entry,
 };
 

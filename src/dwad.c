@@ -29,6 +29,7 @@
 #include "migrate.h"
 #include "outbox.h"
 #include "pq.h"
+#include "registry.h"
 #include "sched.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -63,6 +64,10 @@ usage(int code)
 "      --reap DUR          look for dead daemons this often (default: 1s)\n"
 "      --grace DUR         on SIGTERM, wait this long for runs (default: 30s)\n"
 "      --outbox-concurrency N  effect deliveries in flight (default: 32)\n"
+"      --retention DUR     delete tasks finished longer ago than DUR, with\n"
+"                          their steps, events and deliveries (default: keep)\n"
+"      --tasks DIR         register the task programs in DIR on first start\n"
+"                          (default: DWA_TASKS_DIR, else " DWA_TASKS_DIR ")\n"
 "      --keep-workdirs     keep the work directories of program runs and\n"
 "                          completed tasks (under DWA_WORKDIR, default\n"
 "                          /tmp/dwa-work)\n"
@@ -301,9 +306,66 @@ dwad_env_backends(PGconn *conn)
 	}
 }
 
+/*
+ * Register the task programs of dir (dwa types sync) when none of them is
+ * registered yet: the first start of a daemon with a task library.  Later
+ * starts leave the registry as users made it.  A program that describes
+ * itself badly is reported and skipped.
+ */
+static void
+dwad_tasks(PGconn *conn, const char *dir, int explicit)
+{
+	PGresult	*res;
+	const char	*params[1];
+	char		**progs, *cause, *name, *prefix, *real;
+	int		 i, n = 0, known;
+
+	if ((progs = registry_programs(dir, &cause)) == NULL) {
+		if (explicit)
+			die("--tasks: %s: %s", dir, cause);
+		free(cause);		/* no library installed: nothing to do */
+		return;
+	}
+	if (progs[0] == NULL || (real = realpath(dir, NULL)) == NULL) {
+		registry_programs_free(progs);
+		return;
+	}
+	/* The programs are registered by their absolute paths. */
+	xasprintf(&prefix, "%s/%%", real);
+	free(real);
+	params[0] = prefix;
+	res = pq_exec(conn, "SELECT EXISTS (SELECT 1 FROM dwa.task_types "
+	    "WHERE executor = 'exec' AND command[1] LIKE $1)", 1, params,
+	    &cause);
+	free(prefix);
+	if (res == NULL) {
+		log_warn("task library %s: %s", dir, cause);
+		free(cause);
+		registry_programs_free(progs);
+		return;
+	}
+	known = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	for (i = 0; !known && progs[i] != NULL; i++) {
+		if (registry_sync_one(conn, progs[i], REGISTRY_TIMEOUT_MS, &name,
+		    &cause) != 0) {
+			log_warn("task library: %s: %s", progs[i], cause);
+			free(cause);
+			continue;
+		}
+		log_debug("task library: registered %s (%s)", name, progs[i]);
+		free(name);
+		n++;
+	}
+	if (n > 0)
+		log_info("task library %s: registered %d task type%s", dir, n,
+		    n == 1 ? "" : "s");
+	registry_programs_free(progs);
+}
+
 /* Check the database once before the loop starts; exit if unusable. */
 static void
-dwad_check_database(const char *url)
+dwad_check_database(const char *url, const char *tasks, int tasks_explicit)
 {
 	PGconn		*conn;
 	PGresult	*res;
@@ -324,6 +386,8 @@ dwad_check_database(const char *url)
 	else
 		free(cause);
 	dwad_env_backends(conn);
+	if (tasks != NULL && *tasks != '\0')
+		dwad_tasks(conn, tasks, tasks_explicit);
 	PQfinish(conn);
 }
 
@@ -344,6 +408,8 @@ main(int argc, char **argv)
 		{ "grace", required_argument, NULL, 'G' },
 		{ "outbox-concurrency", required_argument, NULL, 'O' },
 		{ "keep-workdirs", no_argument, NULL, 'K' },
+		{ "retention", required_argument, NULL, 'E' },
+		{ "tasks", required_argument, NULL, 'S' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -360,7 +426,7 @@ main(int argc, char **argv)
 	struct event		*ev_term, *ev_int, *ev_hup;
 	struct http		*http;
 	struct db		*work, *listen;
-	const char		*url = NULL, *log_path = NULL;
+	const char		*url = NULL, *log_path = NULL, *tasks = NULL;
 	char			*name = NULL, host[256], *cause = NULL;
 	int			 ch, level = LOG_INFO, keep_workdirs = 0;
 	const char		*workdir;
@@ -404,6 +470,12 @@ main(int argc, char **argv)
 			break;
 		case 'G':
 			cfg.grace_ms = opt_duration("grace", optarg, 0);
+			break;
+		case 'S':
+			tasks = optarg;
+			break;
+		case 'E':
+			cfg.retention_ms = opt_duration("retention", optarg, 1000);
 			break;
 		case 'K':
 			keep_workdirs = 1;
@@ -449,7 +521,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(dwad_libevent_log_cb);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	dwad_check_database(url);
+	if (tasks != NULL)
+		dwad_check_database(url, tasks, 1);
+	else if ((tasks = getenv("DWA_TASKS_DIR")) != NULL && *tasks != '\0')
+		dwad_check_database(url, tasks, 1);
+	else
+		dwad_check_database(url, DWA_TASKS_DIR, 0);
 
 	if ((base = event_base_new()) == NULL)
 		die("cannot create the event loop");

@@ -517,7 +517,7 @@ executor_exec_start(char *const *argv, char *const *env, json_t *input,
 	p->err = proc_bev(err[0], proc_err_read_cb, NULL, proc_err_event_cb,
 	    p, EV_READ);
 	body = json_dumps(input != NULL ? input : json_null(),
-	    JSON_COMPACT | JSON_ENCODE_ANY);
+	    EXEC_JSON_FLAGS);
 	bufferevent_write(p->in, body, strlen(body));
 	bufferevent_write(p->in, "\n", 1);
 	free(body);

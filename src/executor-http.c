@@ -318,7 +318,7 @@ executor_http_start(struct http *h, const struct backend *be,
 	if (ctx->item_index >= 0)
 		json_object_set_new(req, "itemIndex",
 		    json_integer(ctx->item_index));
-	body = json_dumps(req, JSON_COMPACT);
+	body = json_dumps(req, EXEC_JSON_FLAGS);
 	json_decref(req);
 
 	hl = curl_slist_append(hl, "Content-Type: application/json");

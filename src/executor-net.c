@@ -409,7 +409,7 @@ executor_net_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
 	if (json_is_string(body))
 		text = xstrdup(json_string_value(body));
 	else if (body != NULL && !json_is_null(body)) {
-		text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		text = json_dumps(body, EXEC_JSON_FLAGS);
 		if (!have_ctype)
 			hl = curl_slist_append(hl, "Content-Type: application/json");
 	}

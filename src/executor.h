@@ -13,6 +13,13 @@
 
 #include "dwa.h"
 
+/*
+ * JSON as the daemon writes it: compact, and reals with 15 significant
+ * digits, so that 6.014 read from a program is written back as 6.014 (17
+ * digits, jansson's default, would show 6.0140000000000002).
+ */
+#define EXEC_JSON_FLAGS	(JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+
 enum exec_outcome {
 	EXEC_OK,		/* output is the step's output */
 	EXEC_TRANSIENT,		/* may succeed if retried */

@@ -84,6 +84,9 @@ struct sched {
 	struct event		*registry_ev;
 	struct event		*taskdir_ev;	/* remove directories of done tasks */
 	int			 pruning;
+	struct event		*retention_ev;	/* --retention */
+	int			 retaining;	/* a prune batch in flight */
+	int64_t			 retained;	/* tasks pruned this round */
 	struct event		*hold_ev;	/* claim again when a token is due */
 	int			 renewing;
 	int			 reaping;
@@ -229,7 +232,7 @@ run_event(void *arg, const char *event, json_t *data)
 	const char	*params[3];
 
 	snprintf(id, sizeof id, "%" PRId64, run->run_id);
-	body = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) :
+	body = data != NULL ? json_dumps(data, EXEC_JSON_FLAGS) :
 	    NULL;
 	params[0] = id;
 	params[1] = event;
@@ -315,9 +318,9 @@ run_start_program(struct run *run, json_t *argv, json_t *input)
 /*
  * Send a step to its backend: the step's own (from the task or step
  * definition), else its type's.  A backend not in dwa.backends fails the
- * step permanently, naming it.
+ * step permanently, naming it: then the run is gone and -1 is returned.
  */
-static void
+static int
 run_start_remote(struct run *run, const char *step_backend,
     const struct exec_ctx *ctx, json_t *input, const struct exec_cbs *cbs)
 {
@@ -334,7 +337,7 @@ run_start_remote(struct run *run, const char *step_backend,
 		run_end(run, EXEC_PERMANENT, NULL, "the task type is served by "
 		    "a backend but names none: set task_types.backend or the "
 		    "task's \"backend\"", -1);
-		return;
+		return (-1);
 	}
 	if ((row = json_object_get(s->backends, name)) == NULL) {
 		xasprintf(&msg, "no backend \"%s\" in dwa.backends (dwa "
@@ -342,7 +345,7 @@ run_start_remote(struct run *run, const char *step_backend,
 		    "and ray)", name, name);
 		run_end(run, EXEC_PERMANENT, NULL, msg, -1);
 		free(msg);
-		return;
+		return (-1);
 	}
 	path = json_string_value(json_object_get(type, "path"));
 	xasprintf(&url, "%s%s", json_string_value(json_object_get(row, "url")),
@@ -355,6 +358,7 @@ run_start_remote(struct run *run, const char *step_backend,
 	    "timeout_ms"));
 	run->remote = executor_http_start(s->cfg.http, &be, ctx, input, cbs);
 	free(url);
+	return (0);
 }
 
 /* Arm the run's timeout, if its step has one (column 8 of the claim). */
@@ -437,11 +441,10 @@ run_start(struct sched *s, PGresult *res, int row)
 	if (json_object_get(s->http_types, run->task) != NULL &&
 	    s->cfg.http != NULL) {
 		cbs.done = run_remote_done;
-		run_start_remote(run, PQgetisnull(res, row, 10) ? NULL :
-		    PQgetvalue(res, row, 10), &ctx, input, &cbs);
-		json_decref(input);
-		if (run->remote != NULL)
+		if (run_start_remote(run, PQgetisnull(res, row, 10) ? NULL :
+		    PQgetvalue(res, row, 10), &ctx, input, &cbs) == 0)
 			run_arm_timeout(s, run, res, row);
+		json_decref(input);
 		return;
 	}
 	argv = json_object_get(s->exec_argv, run->task);
@@ -649,7 +652,7 @@ sched_finish(struct sched *s)
 	char		*body;
 	const char	*params[1];
 
-	body = json_dumps(s->pending, JSON_COMPACT | JSON_ENCODE_ANY);
+	body = json_dumps(s->pending, EXEC_JSON_FLAGS);
 	params[0] = body;
 	if (db_query(s->db, "SELECT dwa._finish_batch($1::jsonb)", 1, params,
 	    sched_finish_cb, s) == 0) {
@@ -971,6 +974,63 @@ sched_taskdir_timer_cb(evutil_socket_t fd __unused, short events __unused,
 	free(ids);
 }
 
+#define SCHED_RETENTION_S	5
+#define SCHED_RETENTION_BATCH	5000
+
+static void	sched_retention_run(struct sched *);
+
+/* A prune batch ended: a full one means more are due, at once. */
+static void
+sched_retention_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+	int64_t		 n;
+
+	s->retaining = 0;
+	if (res == NULL) {
+		if (db_is_up(s->db))
+			log_error("pruning finished tasks failed: %s", error);
+		return;
+	}
+	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	s->retained += n;
+	if (n >= SCHED_RETENTION_BATCH && !s->draining) {
+		sched_retention_run(s);
+		return;
+	}
+	if (s->retained > 0)
+		log_info("retention: pruned %" PRId64 " finished task%s",
+		    s->retained, s->retained == 1 ? "" : "s");
+	s->retained = 0;
+}
+
+/* Delete a batch of tasks finished longer ago than --retention. */
+static void
+sched_retention_run(struct sched *s)
+{
+	char		 age[32], limit[16];
+	const char	*params[2];
+
+	snprintf(age, sizeof age, "%" PRId64 " milliseconds",
+	    s->cfg.retention_ms);
+	snprintf(limit, sizeof limit, "%d", SCHED_RETENTION_BATCH);
+	params[0] = age;
+	params[1] = limit;
+	if (db_query(s->db, "SELECT dwa.prune($1::interval, $2::integer)", 2,
+	    params, sched_retention_cb, s) == 0)
+		s->retaining = 1;
+}
+
+static void
+sched_retention_timer_cb(evutil_socket_t fd __unused, short events __unused,
+    void *arg)
+{
+	struct sched	*s = arg;
+
+	if (!s->retaining && s->worker_id != 0 && !s->draining)
+		sched_retention_run(s);
+}
+
 static void
 sched_registry_timer_cb(evutil_socket_t fd __unused, short events __unused,
     void *arg)
@@ -1010,6 +1070,7 @@ sched_db_state(struct sched *s, int up)
 
 	s->worker_id = 0;
 	s->claiming = s->renewing = s->reaping = s->loading = s->pruning = 0;
+	s->retaining = 0;
 	if (!up)
 		return;
 	if (gethostname(host, sizeof host) != 0)
@@ -1180,6 +1241,12 @@ sched_create(struct event_base *base, struct db *db,
 	    s);
 	tv.tv_sec = SCHED_TASKDIR_PRUNE_S;
 	event_add(s->taskdir_ev, &tv);
+	s->retention_ev = event_new(base, -1, EV_PERSIST,
+	    sched_retention_timer_cb, s);
+	if (cfg->retention_ms > 0) {
+		tv.tv_sec = SCHED_RETENTION_S;
+		event_add(s->retention_ev, &tv);
+	}
 	return (s);
 }
 
@@ -1201,6 +1268,7 @@ sched_free(struct sched *s)
 	event_free(s->hold_ev);
 	event_free(s->registry_ev);
 	event_free(s->taskdir_ev);
+	event_free(s->retention_ev);
 	while (s->ntypes > 0)
 		free(s->types[--s->ntypes]);
 	free(s->types);

@@ -35,6 +35,7 @@ struct sched_config {
 	int		 nserve;	/* 0: every type this daemon can run */
 	const char	*queues;	/* --queues as an array literal; NULL: all */
 	int		 keep_workdirs;	/* keep the directories of done tasks */
+	int64_t		 retention_ms;	/* prune finished tasks older; 0: never */
 };
 
 struct sched;
