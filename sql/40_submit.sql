@@ -69,35 +69,39 @@ DECLARE
     v_limit bigint := coalesce(nullif(current_setting('dwa.max_payload_bytes', true), '')::bigint,
         1048576);
 BEGIN
-    SELECT n.type, pg_column_size(n.payload) AS size INTO r
-      FROM new_tasks n WHERE pg_column_size(n.payload) > v_limit LIMIT 1;
-    IF FOUND THEN
-        PERFORM dwa._reject(format('payload: %s bytes, over the limit of %s bytes',
-            r.size, v_limit), 'payload',
-            'pass a reference (a URL or a path) instead, or raise dwa.max_payload_bytes');
-    END IF;
-
-    SELECT n.type INTO r FROM new_tasks n
-     WHERE n.status <> 'queued' OR n.result IS NOT NULL OR n.error IS NOT NULL
-        OR n.steps_done <> 0 OR n.steps_total <> 1 OR n.progress <> 0
-        OR n.started_at IS NOT NULL OR n.finished_at IS NOT NULL
+    -- One pass over the new rows finds the first rule broken (the rules
+    -- in order, over all rows), then the unknown types among the distinct
+    -- ones: bulk submissions of 100,000 rows pay two scans, not five.
+    SELECT x.rule, x.type, x.queue, x.size INTO r
+      FROM (SELECT CASE
+                   WHEN pg_column_size(n.payload) > v_limit THEN 1
+                   WHEN n.status <> 'queued' OR n.result IS NOT NULL OR n.error IS NOT NULL
+                     OR n.steps_done <> 0 OR n.steps_total <> 1 OR n.progress <> 0
+                     OR n.started_at IS NOT NULL OR n.finished_at IS NOT NULL THEN 2
+                   WHEN n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]' THEN 3
+                   END AS rule,
+                   n.type, n.queue, pg_column_size(n.payload) AS size
+              FROM new_tasks n) x
+     WHERE x.rule IS NOT NULL
+     ORDER BY x.rule
      LIMIT 1;
     IF FOUND THEN
-        PERFORM dwa._reject('status, progress, result, error and timestamps are set by DWA, not on INSERT',
-            'status');
-    END IF;
-
-    SELECT n.type, n.queue INTO r FROM new_tasks n
-     WHERE n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]' LIMIT 1;
-    IF FOUND THEN
+        IF r.rule = 1 THEN
+            PERFORM dwa._reject(format('payload: %s bytes, over the limit of %s bytes',
+                r.size, v_limit), 'payload',
+                'pass a reference (a URL or a path) instead, or raise dwa.max_payload_bytes');
+        ELSIF r.rule = 2 THEN
+            PERFORM dwa._reject('status, progress, result, error and timestamps are set by DWA, not on INSERT',
+                'status');
+        END IF;
         PERFORM dwa._reject(CASE WHEN r.type = '' OR r.type ~ '[[:cntrl:]]'
             THEN 'type: must be a non-empty name' ELSE 'queue: must be a non-empty name' END,
             CASE WHEN r.queue = '' THEN 'queue' ELSE 'type' END);
     END IF;
 
-    SELECT n.type INTO r FROM new_tasks n
-     WHERE n.steps IS NULL
-       AND NOT EXISTS (SELECT 1 FROM dwa.task_types tt WHERE tt.name = n.type)
+    SELECT d.type INTO r
+      FROM (SELECT DISTINCT n.type FROM new_tasks n WHERE n.steps IS NULL) d
+     WHERE NOT EXISTS (SELECT 1 FROM dwa.task_types tt WHERE tt.name = d.type)
      LIMIT 1;
     IF FOUND THEN
         PERFORM dwa._reject(format('type: unknown task type "%s"', r.type), 'type',

@@ -157,6 +157,26 @@ $$;
 COMMENT ON FUNCTION dwa._claim_limited(integer, text[], integer, interval, text[], text[]) IS
     'dwa._claim under limits: admit within caps, tokens and pauses; a last row with run_id NULL is the hint: hold_ms';
 
+-- _claim_async: dwa._claim for dwad, committed without waiting for the
+-- WAL flush (synchronous_commit off for this transaction only).  A crash
+-- may undo such a claim: the step is ready again, its attempt unspent,
+-- and runs again (execution is at least once anyway).  It can never undo
+-- a claim whose run was recorded: that record commits synchronously,
+-- flushing the WAL up to it, the claim's commit included.  dwad sends it
+-- as a statement of its own, so nothing else shares the transaction.
+CREATE OR REPLACE FUNCTION dwa._claim_async(p_worker integer, p_types text[], p_n integer,
+    p_lease interval, p_queues text[])
+RETURNS SETOF dwa.claimed
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
+    RETURN QUERY SELECT * FROM dwa._claim(p_worker, p_types, p_n, p_lease, p_queues);
+END
+$$;
+COMMENT ON FUNCTION dwa._claim_async(integer, text[], integer, interval, text[]) IS
+    'dwa._claim committed asynchronously, for dwad: a crash may undo the claim, never a recorded run';
+
 -- _sql_worker: the id of an external worker, registered on first use.
 CREATE OR REPLACE FUNCTION dwa._sql_worker(p_name text)
 RETURNS integer

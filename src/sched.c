@@ -530,7 +530,7 @@ sched_claim(struct sched *s, const char *types, int n)
 	params[3] = lease;
 	params[4] = s->cfg.queues;	/* NULL: any queue */
 	if (db_query(s->db, "SELECT id, run_id, task_id, step_id, item_index, "
-	    "task, input, attempt, timeout_ms, hold_ms, backend FROM dwa._claim("
+	    "task, input, attempt, timeout_ms, hold_ms, backend FROM dwa._claim_async("
 	    "$1::integer, $2::text[], $3::integer, $4::interval, $5::text[])",
 	    5, params,
 	    sched_claim_cb, s) == 0)

@@ -7,12 +7,12 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(77);
+SELECT plan(82);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'cl.' || n, 'worker'
   FROM unnest(ARRAY['conc', 'race', 'prio', 'future', 'ta', 'tb', 'lease', 'hb', 'daemon',
-                    'batch']) n;
+                    'batch', 'async']) n;
 
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
     SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
@@ -310,5 +310,22 @@ SELECT is(dwa._finish_batch(jsonb_build_array(
 SELECT results_eq($$SELECT b.g, s.status, s.output FROM batch b JOIN dwa.steps s ON s.id = b.id WHERE b.g IN ('1', '2') ORDER BY b.g$$,
     $$VALUES ('1'::text, 'succeeded'::text, '{"r":1}'::jsonb), ('2', 'succeeded', '{"r":2}')$$,
     '_finish_batch: the first output stands');
+
+-- ---------------------------------------------------------------------
+-- dwad's claim commits asynchronously, and only its own transaction: a
+-- worker's claim, and whatever follows, stay synchronous.
+
+INSERT INTO ids SELECT 'async', dwa.submit('{"type": "cl.async"}'::jsonb);
+SELECT is(dblink_connect('sc', pg_temp.connstr()), 'OK', 'session C connected');
+SELECT results_eq($$SELECT * FROM dblink('sc', $q$
+    SELECT (SELECT count(*) FROM dwa._claim_async(1, ARRAY['cl.async'], 5, '30 seconds', NULL)
+             WHERE run_id IS NOT NULL),
+           current_setting('synchronous_commit')$q$) AS t(n bigint, sc text)$$,
+    $$VALUES (1::bigint, 'off'::text)$$,
+    '_claim_async claims with synchronous_commit off in its transaction');
+SELECT is((SELECT sc FROM dblink('sc', $q$SELECT current_setting('synchronous_commit')$q$) AS t(sc text)),
+    'on', 'and only there: the session is back to on');
+SELECT is((pg_temp.step('async')).status, 'running', 'the claim committed');
+SELECT is(dblink_disconnect('sc'), 'OK', 'session C done');
 
 SELECT * FROM finish();
