@@ -56,6 +56,8 @@ TAILQ_HEAD(runs, run);
 struct sched {
 	struct event_base	*base;
 	struct db		*db;
+	struct db		*fdb;		/* for ends, beside claims; may be NULL */
+	struct db		*fdb_used;	/* where the ends in flight went */
 	struct sched_config	 cfg;
 	int			 worker_id;	/* 0 until registered */
 	int			 ready_logged;
@@ -100,6 +102,17 @@ struct sched {
 
 static void	run_exec_done(void *, enum exec_outcome, json_t *, const char *);
 static void	sched_claim_group(struct sched *, int);
+
+/*
+ * The connection for what runs report: progress, streamed events and their
+ * ends, in that order (one connection keeps it).  It is the one beside the
+ * work connection when that is up.
+ */
+static struct db *
+sched_ends_db(struct sched *s)
+{
+	return (s->fdb != NULL && db_is_up(s->fdb) ? s->fdb : s->db);
+}
 
 static void
 run_log(int level, struct run *run, const char *fmt, ...)
@@ -219,7 +232,7 @@ run_progress(void *arg, int progress)
 	snprintf(pct, sizeof pct, "%d", progress);
 	params[0] = id;
 	params[1] = pct;
-	db_query(run->sched->db, "SELECT dwa.progress($1::bigint, "
+	db_query(sched_ends_db(run->sched), "SELECT dwa.progress($1::bigint, "
 	    "$2::numeric)", 2, params, NULL, NULL);
 }
 
@@ -237,7 +250,7 @@ run_event(void *arg, const char *event, json_t *data)
 	params[0] = id;
 	params[1] = event;
 	params[2] = body;
-	db_query(run->sched->db, "SELECT dwa.stream($1::bigint, $2, "
+	db_query(sched_ends_db(run->sched), "SELECT dwa.stream($1::bigint, $2, "
 	    "$3::jsonb)", 3, params, NULL, NULL);
 	free(body);
 }
@@ -623,7 +636,7 @@ sched_finish_cb(PGresult *res, const char *error, void *arg)
 	struct sched	*s = arg;
 
 	if (res == NULL) {
-		if (!db_is_up(s->db)) {
+		if (!db_is_up(s->fdb_used)) {
 			/* Resend after the reconnect, oldest first. */
 			json_array_extend(s->finishing, s->pending);
 			json_decref(s->pending);
@@ -646,16 +659,22 @@ sched_finish_cb(PGresult *res, const char *error, void *arg)
 	s->want_claim = 1;
 }
 
+/*
+ * Record the ends of runs.  They go on a connection of their own when it
+ * is up, so that a claim and a batch of ends run at the same time, on two
+ * server processes; else on the work connection.
+ */
 static void
 sched_finish(struct sched *s)
 {
 	char		*body;
 	const char	*params[1];
 
+	s->fdb_used = sched_ends_db(s);
 	body = json_dumps(s->pending, EXEC_JSON_FLAGS);
 	params[0] = body;
-	if (db_query(s->db, "SELECT dwa._finish_batch($1::jsonb)", 1, params,
-	    sched_finish_cb, s) == 0) {
+	if (db_query(s->fdb_used, "SELECT dwa._finish_batch($1::jsonb)", 1,
+	    params, sched_finish_cb, s) == 0) {
 		s->finishing = s->pending;
 		s->pending = json_array();
 	}
@@ -1085,6 +1104,13 @@ sched_db_state(struct sched *s, int up)
 	params[4] = conc;
 	db_query(s->db, "SELECT dwa._register($1, $2, $3::integer, $4, "
 	    "$5::integer)", 5, params, sched_register_cb, s);
+}
+
+/* A connection for the ends of runs, beside the work connection. */
+void
+sched_set_finish_db(struct sched *s, struct db *fdb)
+{
+	s->fdb = fdb;
 }
 
 /* This daemon's id in dwa.workers; 0 while not registered. */

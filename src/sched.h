@@ -44,6 +44,7 @@ struct sched	*sched_create(struct event_base *, struct db *,
 		     const struct sched_config *);
 void		 sched_free(struct sched *);
 void		 sched_db_state(struct sched *, int);
+void		 sched_set_finish_db(struct sched *, struct db *);
 void		 sched_wake(struct sched *);
 int		 sched_worker_id(const struct sched *);
 void		 sched_cancel_task(struct sched *, int64_t);
