@@ -318,6 +318,9 @@ CREATE OR REPLACE FUNCTION dwa._outbox_claim(p_worker integer, p_n integer, p_le
 RETURNS TABLE (id bigint, delivery_id uuid, task_id bigint, hook text, event text,
     effect jsonb, attempts integer, max_attempts integer)
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN

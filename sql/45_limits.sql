@@ -210,6 +210,9 @@ CREATE OR REPLACE FUNCTION dwa._limit_admit(p_types text[], p_n integer, p_activ
     p_queues text[], OUT ids bigint[], OUT hold_ms bigint)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 DECLARE
     -- The keys locked so far and their state, by position.

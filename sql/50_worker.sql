@@ -34,8 +34,13 @@ COMMENT ON TYPE dwa.claimed IS
 -- any).
 --
 -- PL/pgSQL with custom plans: planned with the real LIMIT and types each
--- time, the partial ready index is the only sensible plan even right after
--- a bulk load (a generic plan of this query may sort the whole table).
+-- time (a generic plan of this query may sort the whole table).  Right
+-- after a bulk load the statistics still say the table is nearly empty,
+-- and the planner then prefers a bitmap scan of every ready step and a
+-- sort (100 ms a claim at 100,000 ready steps) to the ordered walk of the
+-- partial ready index (a few ms): sequential and bitmap scans are off in
+-- here, and in dwa._finish_batch, whose lookups go by primary key.  So is
+-- JIT: the cost of a plan with a disabled scan would compile it (150 ms).
 --
 -- While no limit is in force (no cap, no rate, no pause running) the claim
 -- is one statement; otherwise dwa._claim_limited makes it.
@@ -44,6 +49,9 @@ CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n inte
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 DECLARE
     v_active text[];
@@ -340,6 +348,9 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 DECLARE
     r record;
@@ -348,6 +359,12 @@ DECLARE
     fast_tasks bigint[];
     freed boolean;
     fx_tasks bigint[];
+    el bigint[];
+    el_freed boolean;
+    nx_task bigint[];
+    nx_step integer[];
+    nx_n integer[];
+    fe_done bigint[];
 BEGIN
     PERFORM 1 FROM dwa.tasks t
      WHERE t.id IN (SELECT s.task_id FROM dwa.steps s
@@ -383,6 +400,64 @@ BEGIN
            bool_or(done.limited)
       INTO fast, fast_tasks, fx_tasks, freed
       FROM done;
+    -- Successes of forEach elements, set-wise: one update per forEach
+    -- step counts them, as many waiting elements as finished start (in
+    -- element order, through steps_waiting_idx), and a forEach step whose
+    -- elements are all in finishes (per row: once per forEach).
+    WITH e AS (
+        SELECT * FROM jsonb_to_recordset(p_runs)
+            AS x(id bigint, run bigint, outcome text, output jsonb)
+         WHERE x.outcome = 'ok'
+    ), done AS (
+        UPDATE dwa.steps s
+           SET status = 'succeeded', output = coalesce(e.output, 'null'),
+               error = NULL, finished_at = now(), lease_until = NULL, progress = 100
+          FROM e
+         WHERE s.id = e.id AND s.run_id = e.run AND s.status = 'running'
+           AND s.lease_until >= now() AND s.item_index IS NOT NULL
+        RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
+    ), per AS (
+        SELECT d.task_id, d.step_index, count(*)::integer AS n FROM done d GROUP BY 1, 2
+    ), par AS (
+        UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - per.n
+          FROM per
+         WHERE p.task_id = per.task_id AND p.step_index = per.step_index
+           AND p.item_index IS NULL
+        RETURNING p.id, p.task_id, p.step_index, p.status, p.fe_remaining, per.n
+    )
+    SELECT (SELECT array_agg(d.id) FROM done d),
+           (SELECT coalesce(bool_or(d.limited), false) FROM done d),
+           (SELECT array_agg(par.task_id) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
+           (SELECT array_agg(par.step_index) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
+           (SELECT array_agg(par.n) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
+           (SELECT array_agg(par.id ORDER BY par.task_id, par.id) FROM par
+             WHERE par.status = 'running' AND par.fe_remaining <= 0)
+      INTO el, el_freed, nx_task, nx_step, nx_n, fe_done;
+    IF el IS NOT NULL THEN
+        fast := coalesce(fast, '{}') || el;
+        freed := coalesce(freed, false) OR el_freed;
+        UPDATE dwa.steps w SET status = 'ready', run_after = now()
+          FROM (SELECT c.id FROM unnest(nx_task, nx_step, nx_n) AS x(task_id, step_index, n)
+                CROSS JOIN LATERAL (
+                    SELECT w2.id FROM dwa.steps w2
+                     WHERE w2.task_id = x.task_id AND w2.step_index = x.step_index
+                       AND w2.item_index IS NOT NULL AND w2.status = 'waiting'
+                     ORDER BY w2.item_index
+                     LIMIT x.n) c) nxt
+         WHERE w.id = nxt.id;
+        IF FOUND THEN
+            PERFORM pg_notify('dwa_wake', '');
+        END IF;
+        FOR r IN SELECT x AS id FROM unnest(fe_done) x LOOP
+            UPDATE dwa.steps p SET status = 'succeeded', finished_at = now(), progress = 100,
+                   output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
+                               FROM dwa.steps c
+                              WHERE c.task_id = p.task_id AND c.step_index = p.step_index
+                                AND c.item_index IS NOT NULL)
+             WHERE p.id = r.id;
+            PERFORM dwa._step_succeeded(r.id);
+        END LOOP;
+    END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
     -- another daemon may be waiting for.
     IF freed THEN

@@ -461,33 +461,53 @@ executor_task_dir_remove(int64_t task_id)
  * Start argv with input on stdin and env ("NAME=value" strings, NULL
  * ended; may be NULL) added to the environment.  The run ends through cb
  * (never from inside this call) unless aborted; progress reports go to
- * pcb, streamed events to ecb.
+ * pcb, streamed events to ecb.  NULL with *cause when the program cannot
+ * be started at all (no work directory, no descriptors, no process).
  */
 struct proc_run *
 executor_exec_start(char *const *argv, char *const *env, json_t *input,
     int64_t run_id, exec_done_cb *cb, exec_progress_cb *pcb,
-    exec_event_cb *ecb, void *arg)
+    exec_event_cb *ecb, void *arg, char **cause)
 {
 	struct proc_run	*p;
 	int		 in[2], out[2], err[2];
-	char		*body;
+	char		*body, *workdir;
 	pid_t		 pid;
 
+	/* No work directory, no pipes, no process: the step fails, the
+	 * daemon goes on (a full disk or the process limit may pass). */
+	in[0] = in[1] = out[0] = out[1] = err[0] = err[1] = -1;
+	mkdir(proc_root, 0755);
+	xasprintf(&workdir, "%s/run-%lld", proc_root, (long long)run_id);
+	proc_rmdir(workdir);
+	if (mkdir(workdir, 0700) != 0) {
+		xasprintf(cause, "cannot make the work directory %s: %s",
+		    workdir, strerror(errno));
+		free(workdir);
+		return (NULL);
+	}
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
+	    pipe2(err, O_CLOEXEC) != 0 || (pid = fork()) == -1) {
+		xasprintf(cause, "cannot start %s: %s", argv[0],
+		    strerror(errno));
+		for (int i = 0; i < 2; i++) {
+			if (in[i] != -1)
+				close(in[i]);
+			if (out[i] != -1)
+				close(out[i]);
+			if (err[i] != -1)
+				close(err[i]);
+		}
+		proc_rmdir(workdir);
+		free(workdir);
+		return (NULL);
+	}
 	p = xcalloc(1, sizeof *p);
 	p->cb = cb;
 	p->pcb = pcb;
 	p->ecb = ecb;
 	p->arg = arg;
-	mkdir(proc_root, 0755);
-	xasprintf(&p->workdir, "%s/run-%lld", proc_root, (long long)run_id);
-	proc_rmdir(p->workdir);
-	if (mkdir(p->workdir, 0700) != 0)
-		fatal("mkdir %s", p->workdir);
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
-	    pipe2(err, O_CLOEXEC) != 0)
-		fatal("pipe2");
-	if ((pid = fork()) == -1)
-		fatal("fork");
+	p->workdir = workdir;
 	if (pid == 0) {
 		sigset_t	set;
 

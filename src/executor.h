@@ -53,7 +53,7 @@ void		 executor_exec_init(struct event_base *, const char *, int);
 void		 executor_exec_shutdown(void);
 struct proc_run	*executor_exec_start(char *const *, char *const *, json_t *,
 		     int64_t, exec_done_cb *, exec_progress_cb *, exec_event_cb *,
-		     void *);
+		     void *, char **);
 char		*executor_task_dir(int64_t);
 char		*executor_task_dirs(void);
 void		 executor_task_dir_remove(int64_t);

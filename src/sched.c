@@ -298,12 +298,12 @@ run_proc_done(void *arg, enum exec_outcome outcome, json_t *output,
 /*
  * Start a program: argv is the type's command, a JSON array of strings.
  * Its environment says which run it is and where the task's shared
- * directory is.
+ * directory is.  A program that cannot be started ends the run: -1.
  */
-static void
+static int
 run_start_program(struct run *run, json_t *argv, json_t *input)
 {
-	char	**av, *env[8], *dir;
+	char	**av, *env[8], *dir, *cause = NULL;
 	size_t	  i, n = json_array_size(argv);
 	int	  e = 0;
 
@@ -322,10 +322,17 @@ run_start_program(struct run *run, json_t *argv, json_t *input)
 	}
 	env[e] = NULL;
 	run->proc = executor_exec_start(av, env, input, run->run_id,
-	    run_proc_done, run_progress, run_event, run);
+	    run_proc_done, run_progress, run_event, run, &cause);
 	while (e > 0)
 		free(env[--e]);
 	free(av);
+	if (run->proc == NULL) {
+		/* Transient: the resources may be back by the next attempt. */
+		run_end(run, EXEC_TRANSIENT, NULL, cause, -1);
+		free(cause);
+		return (-1);
+	}
+	return (0);
 }
 
 /*

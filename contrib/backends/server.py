@@ -166,6 +166,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # dwad may open hundreds of connections at once: the default backlog
+    # of 5 would leave the kernel retrying SYNs after 1, 2, 4 s.
+    request_queue_size = 1024
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@
 # (SIGKILL after SIGTERM is ignored), 200 concurrent runs without leaking
 # descriptors or zombies, and --keep-workdirs.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 52
+plan 55
 
 P="$top_srcdir/tests/e2e/exec"
 M=$$	# unique sleep durations, so pgrep finds only our processes
@@ -216,3 +216,20 @@ is "$(task_status "$ok3")" completed "the run under d2 completes"
 wd3=$(sql "SELECT result ->> 'cwd' FROM dwa.tasks WHERE id = $ok3")
 [ -n "$wd3" ] && [ -f "$wd3/scratch" ]
 ok $? "with --keep-workdirs the work directory is kept ($wd3)"
+
+# --- a program that cannot be started ----------------------------------------
+# A work directory that cannot be made (DWA_WORKDIR under a plain file)
+# fails the step, transiently, and the daemon goes on.
+D2=$(dwad_pid d2)
+kill -TERM "$D2"
+wait_until 15 dead "$D2"
+: >"$T_TMP/plainfile"
+DWA_WORKDIR="$T_TMP/plainfile/work" dwad_start d3 || bail "dwad d3 did not start"
+nowd=$(submit "{\"type\": \"t.ok\", \"retry\": $R2}")
+wait_until 10 task_done "$nowd"
+is "$(col "$nowd" "status || '/' || attempt")" failed/2 \
+	"a work directory that cannot be made fails the step, as a transient failure"
+like "$(col "$nowd" error)" "cannot make the work directory $T_TMP/plainfile/work/run-[0-9]+: Not a directory" \
+	"saying why"
+kill -0 "$(dwad_pid d3)"
+ok $? "the daemon goes on"
