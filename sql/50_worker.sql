@@ -39,8 +39,8 @@ COMMENT ON TYPE dwa.claimed IS
 -- and the planner then prefers a bitmap scan of every ready step and a
 -- sort (100 ms a claim at 100,000 ready steps) to the ordered walk of the
 -- partial ready index (a few ms): sequential and bitmap scans are off in
--- here, and in dwa._finish_batch, whose lookups go by primary key.  So is
--- JIT: the cost of a plan with a disabled scan would compile it (150 ms).
+-- here.  So is JIT: the cost of a plan with a disabled scan would compile
+-- it (150 ms).
 --
 -- While no limit is in force (no cap, no rate, no pause running) the claim
 -- is one statement; otherwise dwa._claim_limited makes it.
@@ -348,8 +348,6 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
-SET enable_seqscan = off
-SET enable_bitmapscan = off
 SET jit = off
 AS $$
 DECLARE
@@ -538,8 +536,8 @@ AS $$
            AND lease_until >= now()
         RETURNING run_id
     )
-    SELECT coalesce(array_agg(x ORDER BY x), '{}')
-      FROM unnest(p_run_ids) x WHERE x NOT IN (SELECT run_id FROM u)
+    SELECT coalesce(array_agg(l.x ORDER BY l.x), '{}')
+      FROM (SELECT unnest(p_run_ids) EXCEPT SELECT run_id FROM u) l(x)
 $$;
 COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
     'Extend a daemon''s leases; returns the run ids it lost';

@@ -1061,7 +1061,13 @@ static void
 sched_registry_timer_cb(evutil_socket_t fd __unused, short events __unused,
     void *arg)
 {
-	sched_registry_load(arg);
+	struct sched	*s = arg;
+
+	sched_registry_load(s);
+	/* Fresh statistics for the hot tables (fire and forget). */
+	if (db_is_up(s->db))
+		db_query(s->db, "SELECT dwa._analyze_stale()", 0, NULL, NULL,
+		    NULL);
 }
 
 static void
