@@ -146,54 +146,6 @@ COMMENT ON FUNCTION dwa._step_failed(bigint, text) IS
 -- _make_ready: every dependency of a waiting step succeeded: build its
 -- input (or expand its forEach) and make it claimable.  A template with no
 -- value fails the step permanently.
--- _analyze_stale: ANALYZE dwa.steps and dwa.tasks when they changed a lot
--- since their statistics were taken, and the tables of p_force anyway;
--- returns the tables analyzed.
---
--- Queue tables go from empty to 100,000 rows in a second, and autovacuum's
--- ANALYZE comes up to a minute later: meanwhile the planner, believing
--- them nearly empty, joins a batch of ends to dwa.steps with a loop over
--- the whole table (seconds a batch).  Every daemon's maintenance calls
--- this every 5 s; a bulk submission and a large forEach expansion call it
--- with the tables they filled (their rows are not counted in the
--- statistics views before they commit, but ANALYZE samples them).  One at
--- a time (an advisory lock, objid 0: no daemon's), and never waiting for
--- a lock (lock_timeout, restored on return): ANALYZE samples at most
--- 30,000 rows, some tens of ms.
-CREATE OR REPLACE FUNCTION dwa._analyze_stale(p_force text[] DEFAULT '{}')
-RETURNS text[]
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET lock_timeout = '50ms'
-AS $$
-DECLARE
-    r record;
-    done text[] := '{}';
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(dwa._lock_class(), 0) THEN
-        RETURN done;
-    END IF;
-    FOR r IN SELECT s.relname
-               FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-              WHERE s.schemaname = 'dwa' AND s.relname IN ('steps', 'tasks')
-                AND (s.relname = ANY (p_force)
-                     OR s.n_mod_since_analyze > 1000 + 0.2 * greatest(c.reltuples, 0))
-              ORDER BY s.relname
-    LOOP
-        BEGIN
-            EXECUTE format('ANALYZE dwa.%I', r.relname);
-            done := done || r.relname::text;
-        EXCEPTION WHEN lock_not_available THEN
-            NULL;   -- autovacuum or someone else is at it
-        END;
-    END LOOP;
-    RETURN done;
-END
-$$;
-COMMENT ON FUNCTION dwa._analyze_stale(text[]) IS
-    'ANALYZE the hot tables if they changed much since their statistics (or if named); returns which';
-
 CREATE OR REPLACE FUNCTION dwa._make_ready(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -259,11 +211,6 @@ BEGIN
                    started_at = now()
              WHERE id = p_id;
             PERFORM pg_notify('dwa_wake', '');
-            -- Thousands of new rows: the planner must know before the
-            -- daemons claim and finish them.
-            IF n >= 5000 THEN
-                PERFORM dwa._analyze_stale(ARRAY['steps']);
-            END IF;
             RETURN;
         END IF;
     ELSIF cardinality(s.depends_on) = 0 THEN

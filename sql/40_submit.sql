@@ -142,10 +142,6 @@ BEGIN
         PERFORM dwa._expand(t);
     END LOOP;
 
-    -- A bulk submission: the planner must know before the daemons claim.
-    IF (SELECT count(*) FROM new_tasks) >= 5000 THEN
-        PERFORM dwa._analyze_stale(ARRAY['steps', 'tasks']);
-    END IF;
     PERFORM pg_notify('dwa_wake', '');
     RETURN NULL;
 END

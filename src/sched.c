@@ -771,8 +771,13 @@ sched_renew(struct sched *s)
 	params[0] = worker;
 	params[1] = ids;
 	params[2] = lease;
-	if (db_query(s->db, "SELECT dwa._renew($1::integer, $2::bigint[], "
-	    "$3::interval)", 3, params, sched_renew_cb, s) == 0)
+	/*
+	 * On the connection of the ends: a renewal and a batch of ends of the
+	 * same runs, on two connections, could each hold a row the other
+	 * waits for.
+	 */
+	if (db_query(sched_ends_db(s), "SELECT dwa._renew($1::integer, "
+	    "$2::bigint[], $3::interval)", 3, params, sched_renew_cb, s) == 0)
 		s->renewing = 1;
 	free(ids);
 }
@@ -1061,13 +1066,7 @@ static void
 sched_registry_timer_cb(evutil_socket_t fd __unused, short events __unused,
     void *arg)
 {
-	struct sched	*s = arg;
-
-	sched_registry_load(s);
-	/* Fresh statistics for the hot tables (fire and forget). */
-	if (db_is_up(s->db))
-		db_query(s->db, "SELECT dwa._analyze_stale()", 0, NULL, NULL,
-		    NULL);
+	sched_registry_load(arg);
 }
 
 static void

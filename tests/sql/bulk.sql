@@ -2,7 +2,7 @@
 -- exactly one ready step per task, set-wise and fast; a bulk insert with
 -- one bad row stores nothing.
 BEGIN;
-SELECT plan(17);
+SELECT plan(15);
 
 CREATE TEMP TABLE t0 AS SELECT clock_timestamp() AS t;
 INSERT INTO dwa.tasks (type, payload)
@@ -13,11 +13,6 @@ SELECT diag(format('100,000 tasks inserted in %s', (SELECT t FROM t1) - (SELECT 
 SELECT cmp_ok((SELECT t FROM t1) - (SELECT t FROM t0), '<', interval '20 s',
     '100,000 tasks inserted in under 20 s (no row-by-row expansion)');
 SELECT is((SELECT count(*) FROM dwa.tasks), 100000::bigint, '100,000 tasks');
--- The statistics know before the daemons claim (ANALYZE in the same
--- transaction counts its own rows): no plan for an empty table.
-SELECT cmp_ok((SELECT reltuples FROM pg_class WHERE oid = 'dwa.steps'::regclass), '>', 90000::real,
-    'the insert analyzed dwa.steps: the planner sees the 100,000 rows');
-SELECT is(current_setting('lock_timeout'), '0', 'and left the session''s lock_timeout alone');
 SELECT is((SELECT count(*) FROM dwa.steps), 100000::bigint, '100,000 steps');
 SELECT is((SELECT count(*) FROM dwa.steps WHERE status = 'ready'), 100000::bigint, 'all of them ready');
 SELECT is((SELECT count(*) FROM (SELECT task_id FROM dwa.steps GROUP BY task_id HAVING count(*) = 1) x),
