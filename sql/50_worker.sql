@@ -348,112 +348,138 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
 SET jit = off
 AS $$
 DECLARE
     r record;
     refused bigint[] := '{}';
-    fast bigint[];
+    v_ids bigint[];         -- every run's step
+    v_ok bigint[];          -- the steps of successful runs
+    v_map jsonb;            -- step id -> its end, for the successes
+    v_info jsonb;           -- step id -> {task_id, task, backend}, for the rest
+    fast bigint[] := '{}';  -- steps finished set-wise
+    d_tasks bigint[];
+    d_res jsonb;
     fast_tasks bigint[];
-    freed boolean;
     fx_tasks bigint[];
+    freed boolean;
     el bigint[];
     el_freed boolean;
-    nx_task bigint[];
-    nx_step integer[];
-    nx_n integer[];
-    fe_done bigint[];
+    n integer;
+    st text;
+    left_n integer;
+    v_parent bigint;
+    v_rest bigint[];
+    v_restset jsonb;
 BEGIN
+    -- Every statement below reads one table by primary key (= ANY of an
+    -- array, planned with the array's values: custom plans) and joins
+    -- nothing, so that its plan cannot turn into a loop over the table
+    -- whatever the statistics say; on queue tables they lag far behind.
+    -- The successes' "status IS NOT DISTINCT FROM 'running'" is
+    -- "status = 'running'" that does not match steps_running_idx: from
+    -- statistics taken when no step ran, that index looks empty, and a
+    -- scan of all of it per batch, testing each row against the batch's
+    -- ids, made batches of ends take seconds.
+    SELECT array_agg((e ->> 'id')::bigint),
+           coalesce(array_agg((e ->> 'id')::bigint) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}'),
+           coalesce(jsonb_object_agg(e ->> 'id', e) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}')
+      INTO v_ids, v_ok, v_map
+      FROM jsonb_array_elements(p_runs) e;
+    IF v_ids IS NULL THEN
+        RETURN refused;
+    END IF;
+
     PERFORM 1 FROM dwa.tasks t
-     WHERE t.id IN (SELECT s.task_id FROM dwa.steps s
-                     WHERE s.id IN (SELECT (e ->> 'id')::bigint
-                                      FROM jsonb_array_elements(p_runs) e))
+     WHERE t.id = ANY (ARRAY(SELECT s.task_id FROM dwa.steps s WHERE s.id = ANY (v_ids)))
      ORDER BY t.id
        FOR UPDATE;
 
-    WITH e AS (
-        SELECT * FROM jsonb_to_recordset(p_runs)
-            AS x(id bigint, run bigint, outcome text, output jsonb)
-         WHERE x.outcome = 'ok'
-    ), done AS (
+    -- Successes of single-step tasks: the step and its task, set-wise.
+    WITH done AS (
         UPDATE dwa.steps s
-           SET status = 'succeeded', output = coalesce(e.output, 'null'),
+           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-          FROM e
-         WHERE s.id = e.id AND s.run_id = e.run AND s.status = 'running'
+         WHERE s.id = ANY (v_ok)
+           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+           AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now()
            AND s.def IS NULL AND s.item_index IS NULL
         RETURNING s.id, s.task_id, s.output, s.limit_keys IS NOT NULL AS limited
-    ), t AS (
-        UPDATE dwa.tasks t
-           SET status = 'completed', progress = 100, steps_done = 1,
-               result = done.output, finished_at = now(),
-               started_at = coalesce(t.started_at, now())
-          FROM done
-         WHERE t.id = done.task_id AND t.status IN ('queued', 'running')
-        RETURNING t.id, t.on_success IS NOT NULL AS fx
     )
-    SELECT array_agg(done.id), (SELECT array_agg(t.id) FROM t),
-           (SELECT array_agg(t.id ORDER BY t.id) FROM t WHERE t.fx),
-           bool_or(done.limited)
-      INTO fast, fast_tasks, fx_tasks, freed
-      FROM done;
+    SELECT coalesce(array_agg(d.id), '{}'), array_agg(d.task_id),
+           jsonb_object_agg(d.task_id::text, d.output), coalesce(bool_or(d.limited), false)
+      INTO fast, d_tasks, d_res, freed
+      FROM done d;
+    IF d_tasks IS NOT NULL THEN
+        WITH t AS (
+            UPDATE dwa.tasks t
+               SET status = 'completed', progress = 100, steps_done = 1,
+                   result = d_res -> t.id::text, finished_at = now(),
+                   started_at = coalesce(t.started_at, now())
+             WHERE t.id = ANY (d_tasks) AND t.status IN ('queued', 'running')
+            RETURNING t.id, t.on_success IS NOT NULL AS fx
+        )
+        SELECT array_agg(t.id), array_agg(t.id ORDER BY t.id) FILTER (WHERE t.fx)
+          INTO fast_tasks, fx_tasks
+          FROM t;
+    END IF;
+
     -- Successes of forEach elements, set-wise: one update per forEach
     -- step counts them, as many waiting elements as finished start (in
     -- element order, through steps_waiting_idx), and a forEach step whose
-    -- elements are all in finishes (per row: once per forEach).
-    WITH e AS (
-        SELECT * FROM jsonb_to_recordset(p_runs)
-            AS x(id bigint, run bigint, outcome text, output jsonb)
-         WHERE x.outcome = 'ok'
-    ), done AS (
+    -- elements are all in finishes.
+    WITH done AS (
         UPDATE dwa.steps s
-           SET status = 'succeeded', output = coalesce(e.output, 'null'),
+           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-          FROM e
-         WHERE s.id = e.id AND s.run_id = e.run AND s.status = 'running'
+         WHERE s.id = ANY (v_ok)
+           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+           AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now() AND s.item_index IS NOT NULL
         RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
-    ), per AS (
-        SELECT d.task_id, d.step_index, count(*)::integer AS n FROM done d GROUP BY 1, 2
-    ), par AS (
-        UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - per.n
-          FROM per
-         WHERE p.task_id = per.task_id AND p.step_index = per.step_index
-           AND p.item_index IS NULL
-        RETURNING p.id, p.task_id, p.step_index, p.status, p.fe_remaining, per.n
     )
-    SELECT (SELECT array_agg(d.id) FROM done d),
-           (SELECT coalesce(bool_or(d.limited), false) FROM done d),
-           (SELECT array_agg(par.task_id) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
-           (SELECT array_agg(par.step_index) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
-           (SELECT array_agg(par.n) FROM par WHERE par.status = 'running' AND par.fe_remaining > 0),
-           (SELECT array_agg(par.id ORDER BY par.task_id, par.id) FROM par
-             WHERE par.status = 'running' AND par.fe_remaining <= 0)
-      INTO el, el_freed, nx_task, nx_step, nx_n, fe_done;
+    SELECT array_agg(d.id), coalesce(bool_or(d.limited), false),
+           jsonb_agg(jsonb_build_array(d.task_id, d.step_index))
+      INTO el, el_freed, v_info
+      FROM done d;
     IF el IS NOT NULL THEN
-        fast := coalesce(fast, '{}') || el;
-        freed := coalesce(freed, false) OR el_freed;
-        UPDATE dwa.steps w SET status = 'ready', run_after = now()
-          FROM (SELECT c.id FROM unnest(nx_task, nx_step, nx_n) AS x(task_id, step_index, n)
-                CROSS JOIN LATERAL (
-                    SELECT w2.id FROM dwa.steps w2
-                     WHERE w2.task_id = x.task_id AND w2.step_index = x.step_index
-                       AND w2.item_index IS NOT NULL AND w2.status = 'waiting'
-                     ORDER BY w2.item_index
-                     LIMIT x.n) c) nxt
-         WHERE w.id = nxt.id;
-        IF FOUND THEN
-            PERFORM pg_notify('dwa_wake', '');
-        END IF;
-        FOR r IN SELECT x AS id FROM unnest(fe_done) x LOOP
-            UPDATE dwa.steps p SET status = 'succeeded', finished_at = now(), progress = 100,
-                   output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
-                               FROM dwa.steps c
-                              WHERE c.task_id = p.task_id AND c.step_index = p.step_index
-                                AND c.item_index IS NOT NULL)
-             WHERE p.id = r.id;
-            PERFORM dwa._step_succeeded(r.id);
+        fast := fast || el;
+        freed := freed OR el_freed;
+        FOR r IN SELECT (x ->> 0)::bigint AS task_id, (x ->> 1)::integer AS step_index,
+                        count(*)::integer AS n
+                   FROM jsonb_array_elements(v_info) x
+                  GROUP BY 1, 2 ORDER BY 1, 2
+        LOOP
+            UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - r.n
+             WHERE p.task_id = r.task_id AND p.step_index = r.step_index
+               AND p.item_index IS NULL
+            RETURNING p.status, p.fe_remaining INTO st, left_n;
+            CONTINUE WHEN st IS DISTINCT FROM 'running';
+            IF left_n > 0 THEN
+                UPDATE dwa.steps w SET status = 'ready', run_after = now()
+                 WHERE w.id = ANY (ARRAY(
+                        SELECT w2.id FROM dwa.steps w2
+                         WHERE w2.task_id = r.task_id AND w2.step_index = r.step_index
+                           AND w2.item_index IS NOT NULL AND w2.status = 'waiting'
+                         ORDER BY w2.item_index
+                         LIMIT r.n));
+                GET DIAGNOSTICS n = ROW_COUNT;
+                IF n > 0 THEN
+                    PERFORM pg_notify('dwa_wake', '');
+                END IF;
+            ELSE
+                UPDATE dwa.steps p SET status = 'succeeded', finished_at = now(), progress = 100,
+                       output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
+                                   FROM dwa.steps c
+                                  WHERE c.task_id = r.task_id AND c.step_index = r.step_index
+                                    AND c.item_index IS NOT NULL)
+                 WHERE p.task_id = r.task_id AND p.step_index = r.step_index
+                   AND p.item_index IS NULL
+                RETURNING p.id INTO v_parent;
+                PERFORM dwa._step_succeeded(v_parent);
+            END IF;
         END LOOP;
     END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
@@ -470,19 +496,30 @@ BEGIN
         PERFORM dwa._fire(r.id, 'onSuccess');
     END LOOP;
 
+    -- The rest, one by one (in task order; retry-afters last, in the order
+    -- of the key they pause): what each needs from its step, by primary key.
+    -- Set differences by hashing: a batch may hold thousands of ends.
+    v_rest := ARRAY(SELECT unnest(v_ids) EXCEPT SELECT unnest(fast));
+    IF cardinality(v_rest) = 0 THEN
+        RETURN refused;
+    END IF;
+    SELECT jsonb_object_agg(s.id::text, jsonb_build_object('task_id', s.task_id,
+               'key', coalesce('backend:' || nullif(s.backend, ''), 'type:' || s.task)))
+      INTO v_info
+      FROM dwa.steps s
+     WHERE s.id = ANY (v_rest);
+    v_restset := (SELECT jsonb_object_agg(x::text, true) FROM unnest(v_rest) x);
     FOR r IN SELECT (e ->> 'id')::bigint AS id, (e ->> 'run')::bigint AS run,
                     e ->> 'outcome' AS outcome, e -> 'output' AS output,
                     e ->> 'error' AS error,
                     make_interval(secs => (e ->> 'retryAfterMs')::double precision / 1000)
-                        AS retry_after,
-                    s.task_id
+                        AS retry_after
                FROM jsonb_array_elements(p_runs) e
-               LEFT JOIN dwa.steps s ON s.id = (e ->> 'id')::bigint
-              WHERE NOT (e ->> 'id')::bigint = ANY (coalesce(fast, '{}'))
+              WHERE v_restset ? (e ->> 'id')
               ORDER BY CASE WHEN (e ->> 'retryAfterMs') IS NOT NULL
-                            THEN coalesce('backend:' || nullif(s.backend, ''), 'type:' || s.task)
+                            THEN v_info -> (e ->> 'id') ->> 'key'
                        END NULLS FIRST,
-                       s.task_id, (e ->> 'id')::bigint
+                       (v_info -> (e ->> 'id') ->> 'task_id')::bigint, (e ->> 'id')::bigint
     LOOP
         IF NOT dwa._finish_run(r.id, r.run, r.outcome, r.output, r.error, r.retry_after) THEN
             refused := refused || r.run;
