@@ -348,7 +348,6 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
 CREATE OR REPLACE FUNCTION dwa._finish_batch(p_runs jsonb)
 RETURNS bigint[]
 LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan
 SET jit = off
 AS $$
 DECLARE
@@ -374,9 +373,9 @@ DECLARE
     v_restset jsonb;
 BEGIN
     -- Every statement below reads one table by primary key (= ANY of an
-    -- array, planned with the array's values: custom plans) and joins
-    -- nothing, so that its plan cannot turn into a loop over the table
-    -- whatever the statistics say; on queue tables they lag far behind.
+    -- array) and joins nothing, so that its plan cannot turn into a loop
+    -- over the table whatever the statistics say; on queue tables they lag
+    -- far behind.
     -- The successes' "status IS NOT DISTINCT FROM 'running'" is
     -- "status = 'running'" that does not match steps_running_idx: from
     -- statistics taken when no step ran, that index looks empty, and a
