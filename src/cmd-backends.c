@@ -186,43 +186,6 @@ out:
 	return (code);
 }
 
-/* dwa backends delete NAME; argv[0] stands for "delete". */
-static int
-cmd_backends_delete(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		CMD_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
-	const struct cmd_entry	*entry = &cmd_backends_delete_entry;
-	const char		*params[1];
-	PGresult		*res;
-	int			 ch, code = -1;
-
-	cmd_backends_rescan();
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (cmd_common_option(entry, ch, &code) && code != -1)
-			return (code);
-	}
-	if (optind == argc)
-		return (cmd_usage(entry, "delete: missing NAME"));
-	if (optind + 1 < argc)
-		return (cmd_usage(entry, "delete: unexpected argument '%s'",
-		    argv[optind + 1]));
-	params[0] = argv[optind];
-
-	res = cmd_query(entry, "SELECT dwa.backend_delete($1::text)", 1,
-	    params, &code);
-	if (res == NULL)
-		return (code);
-	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-		code = cmd_fail(entry, "backend %s not found", params[0]);
-	else
-		code = DWA_EXIT_OK;
-	PQclear(res);
-	return (code);
-}
-
 static int
 cmd_backends_exec(const struct cmd_entry *entry, int argc, char **argv)
 {
@@ -253,7 +216,8 @@ cmd_backends_exec(const struct cmd_entry *entry, int argc, char **argv)
 		argv[optind] = argv[0];
 		if (set)
 			return (cmd_backends_set(argc - optind, argv + optind));
-		return (cmd_backends_delete(argc - optind, argv + optind));
+		return (cmd_delete_form(&cmd_backends_delete_entry, argc - optind,
+		    argv + optind, "NAME", "backend", "SELECT dwa.backend_delete($1::text)"));
 	}
 	if (optind != argc)
 		return (cmd_usage(entry, "unexpected argument '%s'",

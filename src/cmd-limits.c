@@ -184,43 +184,6 @@ cmd_limits_set(int argc, char **argv)
 	return (DWA_EXIT_OK);
 }
 
-/* dwa limits delete KEY; argv[0] stands for "delete". */
-static int
-cmd_limits_delete(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		CMD_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
-	const struct cmd_entry	*entry = &cmd_limits_delete_entry;
-	const char		*params[1];
-	PGresult		*res;
-	int			 ch, code = -1;
-
-	cmd_limits_rescan();
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (cmd_common_option(entry, ch, &code) && code != -1)
-			return (code);
-	}
-	if (optind == argc)
-		return (cmd_usage(entry, "delete: missing KEY"));
-	if (optind + 1 < argc)
-		return (cmd_usage(entry, "delete: unexpected argument '%s'",
-		    argv[optind + 1]));
-	params[0] = argv[optind];
-
-	res = cmd_query(entry, "SELECT dwa.limit_delete($1::text)", 1,
-	    params, &code);
-	if (res == NULL)
-		return (code);
-	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-		code = cmd_fail(entry, "limit %s not found", params[0]);
-	else
-		code = DWA_EXIT_OK;
-	PQclear(res);
-	return (code);
-}
-
 static int
 cmd_limits_exec(const struct cmd_entry *entry, int argc, char **argv)
 {
@@ -251,7 +214,8 @@ cmd_limits_exec(const struct cmd_entry *entry, int argc, char **argv)
 		argv[optind] = argv[0];
 		if (set)
 			return (cmd_limits_set(argc - optind, argv + optind));
-		return (cmd_limits_delete(argc - optind, argv + optind));
+		return (cmd_delete_form(&cmd_limits_delete_entry, argc - optind,
+		    argv + optind, "KEY", "limit", "SELECT dwa.limit_delete($1::text)"));
 	}
 	if (optind != argc)
 		return (cmd_usage(entry, "unexpected argument '%s'",

@@ -237,3 +237,43 @@ cmd_print_result(PGresult *res, int json, size_t cell_max)
 	PQclear(res);
 	return (DWA_EXIT_OK);
 }
+
+/*
+ * The delete form of a command ("limits delete KEY", "backends delete
+ * NAME"; argv[0] stands for "delete"): one argument, called arg in
+ * messages, handed to sql (a function returning false when there was
+ * nothing to delete, then "NOUN ARG not found").
+ */
+int
+cmd_delete_form(const struct cmd_entry *entry, int argc, char **argv,
+    const char *arg, const char *noun, const char *sql)
+{
+	static const struct option longopts[] = {
+		CMD_COMMON_OPTIONS,
+		{ NULL, 0, NULL, 0 }
+	};
+	const char	*params[1];
+	PGresult	*res;
+	int		 ch, code = -1;
+
+	optind = 0;	/* glibc starts afresh, options may follow ARG */
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (cmd_common_option(entry, ch, &code) && code != -1)
+			return (code);
+	}
+	if (optind == argc)
+		return (cmd_usage(entry, "delete: missing %s", arg));
+	if (optind + 1 < argc)
+		return (cmd_usage(entry, "delete: unexpected argument '%s'",
+		    argv[optind + 1]));
+	params[0] = argv[optind];
+
+	if ((res = cmd_query(entry, sql, 1, params, &code)) == NULL)
+		return (code);
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		code = cmd_fail(entry, "%s %s not found", noun, params[0]);
+	else
+		code = DWA_EXIT_OK;
+	PQclear(res);
+	return (code);
+}

@@ -71,5 +71,7 @@ void	 cmd_table_print(const PGresult *, int, size_t);
 PGresult *cmd_query(const struct cmd_entry *, const char *, int,
 	     const char *const *, int *);
 int	 cmd_print_result(PGresult *, int, size_t);
+int	 cmd_delete_form(const struct cmd_entry *, int, char **, const char *,
+	     const char *, const char *);
 
 #endif /* CMD_H */

@@ -167,11 +167,10 @@ backend_answer(long status, const char *ctype, const char *body, size_t len,
 	if (msg != NULL)
 		xasprintf(err, "HTTP %ld: %s", status, msg);
 	else
-		xasprintf(err, "HTTP %ld%s%.200s", status, len > 0 ? ": " : "",
-		    body);
+		*err = http_status_text(status, body, len);
 	free(msg);
 	(*err)[strcspn(*err, "\r\n")] = '\0';
-	if (status >= 500 || status == 408 || status == 429)
+	if (http_status_transient(status))
 		return (EXEC_TRANSIENT);
 	return (EXEC_PERMANENT);
 }

@@ -93,10 +93,8 @@ net_transient(struct net_run *n, const struct http_result *r)
 		net_fail(n, EXEC_TRANSIENT, r->error);
 		return (1);
 	}
-	if (r->status >= 500 || r->status == 408 || r->status == 429) {
-		xasprintf(&msg, "HTTP %ld%s%.200s", r->status,
-		    r->body_len > 0 ? ": " : "", r->body);
-		msg[strcspn(msg, "\r\n")] = '\0';
+	if (http_status_transient(r->status)) {
+		msg = http_status_text(r->status, r->body, r->body_len);
 		if (r->retry_after_ms >= 0 && n->cbs.retry != NULL)
 			n->cbs.retry(n->cbs.arg, r->retry_after_ms);
 		net_fail(n, EXEC_TRANSIENT, msg);
@@ -129,6 +127,32 @@ net_done_cb(const struct http_result *r, void *arg)
 	net_free(n);
 	cbs.done(cbs.arg, EXEC_OK, out, NULL);
 	json_decref(out);
+}
+
+/*
+ * The input both built-ins share: url, an http(s) URL, and timeoutMs,
+ * which replaces *timeout_ms when given.  0, or -1 with *cause naming the
+ * task and the field.
+ */
+static int
+net_check(const char *task, json_t *input, long *timeout_ms, char **cause)
+{
+	json_t	*tmo = json_object_get(input, "timeoutMs");
+
+	if (!http_url_ok(json_string_value(json_object_get(input, "url")))) {
+		xasprintf(cause, "%s: input.url must be an http(s) URL", task);
+		return (-1);
+	}
+	if (tmo == NULL)
+		return (0);
+	if (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
+	    json_integer_value(tmo) > NET_MAX_TIMEOUT_MS) {
+		xasprintf(cause, "%s: input.timeoutMs must be an integer from 1 "
+		    "to %d", task, NET_MAX_TIMEOUT_MS);
+		return (-1);
+	}
+	*timeout_ms = (long)json_integer_value(tmo);
+	return (0);
 }
 
 /* data.download: a 2xx answer goes to the file as it arrives. */
@@ -186,9 +210,7 @@ net_download_done_cb(const struct http_result *r, void *arg)
 	if (net_transient(n, r))
 		return;
 	if (r->status < 200 || r->status >= 300) {
-		xasprintf(&msg, "HTTP %ld%s%.200s", r->status,
-		    r->body_len > 0 ? ": " : "", r->body);
-		msg[strcspn(msg, "\r\n")] = '\0';
+		msg = http_status_text(r->status, r->body, r->body_len);
 		net_fail(n, EXEC_PERMANENT, msg);
 		free(msg);
 		return;
@@ -273,26 +295,13 @@ net_download_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
     const struct exec_cbs *cbs, char **cause)
 {
 	struct net_run		*n;
-	json_t			*url, *tmo;
+	json_t			*url;
 	char			*dir, *sub, *leaf, *name;
 	long			 timeout_ms = NET_DOWNLOAD_TIMEOUT_MS;
 
 	url = json_object_get(input, "url");
-	tmo = json_object_get(input, "timeoutMs");
-	if (!json_is_string(url) || (strncmp(json_string_value(url), "http://", 7)
-	    != 0 && strncmp(json_string_value(url), "https://", 8) != 0)) {
-		xasprintf(cause, "data.download: input.url must be an http(s) URL");
+	if (net_check(ctx->task, input, &timeout_ms, cause) != 0)
 		return (NULL);
-	}
-	if (tmo != NULL) {
-		if (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
-		    json_integer_value(tmo) > NET_MAX_TIMEOUT_MS) {
-			xasprintf(cause, "data.download: input.timeoutMs must be "
-			    "an integer from 1 to %d", NET_MAX_TIMEOUT_MS);
-			return (NULL);
-		}
-		timeout_ms = (long)json_integer_value(tmo);
-	}
 	if ((name = net_download_name(input, json_string_value(url), cause)) ==
 	    NULL)
 		return (NULL);
@@ -350,7 +359,7 @@ executor_net_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
 	const char		*task = ctx->task;
 	struct net_run		*n;
 	struct curl_slist	*hl = NULL;
-	json_t			*url, *method, *headers, *body, *tmo, *v;
+	json_t			*url, *method, *headers, *body, *v;
 	const char		*k;
 	char			*text = NULL, *line;
 	long			 timeout_ms = NET_DEFAULT_TIMEOUT_MS;
@@ -366,12 +375,8 @@ executor_net_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
 	method = json_object_get(input, "method");
 	headers = json_object_get(input, "headers");
 	body = json_object_get(input, "body");
-	tmo = json_object_get(input, "timeoutMs");
-	if (!json_is_string(url) || (strncmp(json_string_value(url), "http://", 7)
-	    != 0 && strncmp(json_string_value(url), "https://", 8) != 0)) {
-		xasprintf(cause, "http.request: input.url must be an http(s) URL");
+	if (net_check(task, input, &timeout_ms, cause) != 0)
 		return (NULL);
-	}
 	if (method != NULL && (!json_is_string(method) ||
 	    strspn(json_string_value(method), "ABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
 	    strlen(json_string_value(method)) || *json_string_value(method) == '\0')) {
@@ -382,15 +387,6 @@ executor_net_start(struct http *h, const struct exec_ctx *ctx, json_t *input,
 	if (headers != NULL && !json_is_object(headers)) {
 		xasprintf(cause, "http.request: input.headers must be an object");
 		return (NULL);
-	}
-	if (tmo != NULL) {
-		if (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
-		    json_integer_value(tmo) > NET_MAX_TIMEOUT_MS) {
-			xasprintf(cause, "http.request: input.timeoutMs must be "
-			    "an integer from 1 to %d", NET_MAX_TIMEOUT_MS);
-			return (NULL);
-		}
-		timeout_ms = (long)json_integer_value(tmo);
 	}
 	json_object_foreach(headers, k, v) {
 		if (!json_is_string(v) || strpbrk(k, "\r\n:") != NULL ||

@@ -359,6 +359,36 @@ http_set_chunk_cb(struct http_xfer *x, http_chunk_cb *cb)
 	x->chunk_cb = cb;
 }
 
+/* Whether url is an http:// or https:// URL (NULL: no). */
+int
+http_url_ok(const char *url)
+{
+	return (url != NULL && (strncmp(url, "http://", 7) == 0 ||
+	    strncmp(url, "https://", 8) == 0));
+}
+
+/* Whether an answer with this status is worth retrying: 408, 429, 5xx. */
+int
+http_status_transient(long status)
+{
+	return (status >= 500 || status == 408 || status == 429);
+}
+
+/*
+ * An answer as an error message: "HTTP 503" and the first line of its
+ * body, at most 200 characters.  Allocated.
+ */
+char *
+http_status_text(long status, const char *body, size_t len)
+{
+	char	*msg;
+
+	xasprintf(&msg, "HTTP %ld%s%.200s", status, len > 0 ? ": " : "",
+	    len > 0 ? body : "");
+	msg[strcspn(msg, "\r\n")] = '\0';
+	return (msg);
+}
+
 /* Abort a transfer: its callback will not run. */
 void
 http_cancel(struct http_xfer *x)

@@ -51,6 +51,9 @@ struct http_xfer *http_request(struct http *, const char *, const char *,
 struct http_xfer *http_mail(struct http *, const char *, const char *,
 		     const char *, const char *, long, http_done_cb *, void *);
 void		 http_set_chunk_cb(struct http_xfer *, http_chunk_cb *);
+int		 http_url_ok(const char *);
+int		 http_status_transient(long);
+char		*http_status_text(long, const char *, size_t);
 void		 http_cancel(struct http_xfer *);
 int		 http_inflight(const struct http *);
 

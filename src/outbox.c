@@ -139,10 +139,8 @@ delivery_done_cb(const struct http_result *r, void *arg)
 		delivery_end(d, 1, 0, NULL, -1);
 		return;
 	}
-	retryable = r->status >= 500 || r->status == 408 || r->status == 429;
-	xasprintf(&msg, "HTTP %ld%s%.200s", r->status, r->body_len > 0 ? ": " : "",
-	    r->body);
-	msg[strcspn(msg, "\r\n")] = '\0';
+	retryable = http_status_transient(r->status);
+	msg = http_status_text(r->status, r->body, r->body_len);
 	delivery_end(d, 0, retryable, msg, retryable ? r->retry_after_ms : -1);
 	free(msg);
 }

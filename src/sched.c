@@ -263,6 +263,7 @@ run_net_retry(void *arg, int64_t retry_after_ms)
 	run->retry_after_ms = retry_after_ms;
 }
 
+/* A network run (a built-in or a backend's) ended: its run is gone. */
 static void
 run_net_done(void *arg, enum exec_outcome outcome, json_t *output,
     const char *error)
@@ -270,16 +271,6 @@ run_net_done(void *arg, enum exec_outcome outcome, json_t *output,
 	struct run	*run = arg;
 
 	run->net = NULL;
-	run_end(run, outcome, output, error,
-	    outcome == EXEC_TRANSIENT ? run->retry_after_ms : -1);
-}
-
-static void
-run_remote_done(void *arg, enum exec_outcome outcome, json_t *output,
-    const char *error)
-{
-	struct run	*run = arg;
-
 	run->remote = NULL;
 	run_end(run, outcome, output, error,
 	    outcome == EXEC_TRANSIENT ? run->retry_after_ms : -1);
@@ -441,12 +432,12 @@ run_start(struct sched *s, PGresult *res, int row)
 	ctx.item_index = run->item_index;
 	ctx.attempt = run->attempt;
 	memset(&cbs, 0, sizeof cbs);
+	cbs.done = run_net_done;	/* the network runs' */
 	cbs.retry = run_net_retry;
 	cbs.progress = run_progress;
 	cbs.event = run_event;
 	cbs.arg = run;
 	if (executor_net_supports(run->task) && s->cfg.http != NULL) {
-		cbs.done = run_net_done;
 		run->net = executor_net_start(s->cfg.http, &ctx, input, &cbs,
 		    &cause);
 		json_decref(input);
@@ -460,7 +451,6 @@ run_start(struct sched *s, PGresult *res, int row)
 	}
 	if (json_object_get(s->http_types, run->task) != NULL &&
 	    s->cfg.http != NULL) {
-		cbs.done = run_remote_done;
 		if (run_start_remote(run, PQgetisnull(res, row, 10) ? NULL :
 		    PQgetvalue(res, row, 10), &ctx, input, &cbs) == 0)
 			run_arm_timeout(s, run, res, row);
