@@ -33,74 +33,80 @@ COMMENT ON TYPE dwa.claimed IS
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
 -- any).
 --
--- PL/pgSQL with custom plans: planned with the real LIMIT and types each
--- time (a generic plan of this query may sort the whole table).  Right
--- after a bulk load the statistics still say the table is nearly empty,
--- and the planner then prefers a bitmap scan of every ready step and a
--- sort (100 ms a claim at 100,000 ready steps) to the ordered walk of the
--- partial ready index (a few ms): sequential and bitmap scans are off in
--- here.  So is JIT: the cost of a plan with a disabled scan would compile
--- it (150 ms).
+-- Generic plans, each statement planned once per session: a custom plan
+-- costs more than the claim it plans (1.5 ms against well under 1 ms for
+-- one step on an idle system, where it is most of the latency from INSERT
+-- to start).  Whatever the statistics say (right after a bulk load they
+-- say the table is nearly empty), no plan here may sort or scan the whole
+-- table: sequential and bitmap scans are off, which leaves the ordered
+-- walk of the partial ready index for the choice and primary-key lookups
+-- (= ANY of an array, never a join) for the updates.  JIT is off too: the
+-- cost of a plan with a disabled scan would compile it (150 ms).
 --
 -- While no limit is in force (no cap, no rate, no pause running) the claim
--- is one statement; otherwise dwa._claim_limited makes it.
+-- is this; otherwise dwa._claim_limited makes it.
 CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
     p_lease interval, p_queues text[] DEFAULT NULL)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET jit = off
 AS $$
 DECLARE
     v_active text[];
+    v_ids bigint[];
     v_now timestamptz;
 BEGIN
     SELECT array_agg(l.key) INTO v_active FROM dwa.limits l
      WHERE l.max_concurrency IS NOT NULL OR l.rate IS NOT NULL
         OR l.paused_until > clock_timestamp();
-    IF v_active IS NULL THEN
-        -- The steps start when the limits were found clear, not when the
-        -- transaction began: a step must not seem to start before a pause
-        -- that had ended by then.
-        v_now := clock_timestamp();
-        RETURN QUERY
-        WITH c AS MATERIALIZED (
-            SELECT s.id FROM dwa.steps s
-             WHERE s.status = 'ready' AND s.run_after <= now()
-               AND (p_types IS NULL OR s.task = ANY (p_types))
-               AND (p_queues IS NULL OR s.queue = ANY (p_queues))
-             ORDER BY s.priority DESC, s.run_after, s.id
-             LIMIT p_n
-               FOR UPDATE SKIP LOCKED
-        ), u AS (
-            UPDATE dwa.steps s
-               SET status = 'running', run_id = nextval('dwa.run_id_seq'),
-                   worker_id = p_worker, attempt = s.attempt + 1,
-                   lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
-                   limit_keys = NULL
-              FROM c WHERE s.id = c.id
-            RETURNING s.*
-        ), t AS (
-            -- Tasks start running with their first step.  SKIP LOCKED: a task
-            -- row locked by a finisher or a cancel is left for them.
-            UPDATE dwa.tasks t SET status = 'running', started_at = v_now
-             WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
-                             WHERE tt.id IN (SELECT u.task_id FROM u)
-                               AND tt.status = 'queued'
-                               FOR UPDATE SKIP LOCKED)
-        )
-        SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
-               u.attempt, u.lease_until, u.id,
-               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
-          FROM u
-         ORDER BY u.priority DESC, u.id;
+    IF v_active IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM dwa._claim_limited(p_worker, p_types, p_n, p_lease,
+            v_active, p_queues);
         RETURN;
     END IF;
 
-    RETURN QUERY SELECT * FROM dwa._claim_limited(p_worker, p_types, p_n, p_lease, v_active,
-        p_queues);
+    v_ids := ARRAY(
+        SELECT s.id FROM dwa.steps s
+         WHERE s.status = 'ready' AND s.run_after <= now()
+           AND (p_types IS NULL OR s.task = ANY (p_types))
+           AND (p_queues IS NULL OR s.queue = ANY (p_queues))
+         ORDER BY s.priority DESC, s.run_after, s.id
+         LIMIT p_n
+           FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- The steps start when the limits were found clear, not when the
+    -- transaction began: a step must not seem to start before a pause
+    -- that had ended by then.
+    v_now := clock_timestamp();
+    RETURN QUERY
+    WITH u AS (
+        UPDATE dwa.steps s
+           SET status = 'running', run_id = nextval('dwa.run_id_seq'),
+               worker_id = p_worker, attempt = s.attempt + 1,
+               lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
+               limit_keys = NULL
+         WHERE s.id = ANY (v_ids)
+        RETURNING s.*
+    ), t AS (
+        -- Tasks start running with their first step.  SKIP LOCKED: a task
+        -- row locked by a finisher or a cancel is left for them.
+        UPDATE dwa.tasks t SET status = 'running', started_at = v_now
+         WHERE t.id = ANY (ARRAY(
+                SELECT tt.id FROM dwa.tasks tt
+                 WHERE tt.id = ANY (ARRAY(SELECT u.task_id FROM u))
+                   AND tt.status = 'queued'
+                   FOR UPDATE SKIP LOCKED))
+    )
+    SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
+           u.attempt, u.lease_until, u.id,
+           (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
+      FROM u
+     ORDER BY u.priority DESC, u.id;
 END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
