@@ -326,16 +326,23 @@ COMMENT ON FUNCTION dwa.complete(bigint, jsonb) IS
 CREATE OR REPLACE FUNCTION dwa.fail(p_run_id bigint, p_error text,
     retryable boolean DEFAULT true, retry_after interval DEFAULT NULL)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT dwa._finish_run(s.id, s.run_id,
+BEGIN
+    IF retry_after < interval '0' THEN
+        RAISE EXCEPTION 'retry_after: must not be negative, got %', retry_after
+            USING ERRCODE = '22023', DETAIL = 'field: retry_after',
+                  HINT = 'pass NULL to retry after the usual backoff';
+    END IF;
+    RETURN coalesce((SELECT dwa._finish_run(s.id, s.run_id,
                CASE WHEN retryable THEN 'transient' ELSE 'permanent' END, NULL,
                coalesce(nullif(p_error, ''), 'failed'),
                CASE WHEN retryable THEN retry_after END)
                        FROM dwa.steps s
-                      WHERE s.run_id = p_run_id AND s.status = 'running'), false)
+                      WHERE s.run_id = p_run_id AND s.status = 'running'), false);
+END
 $$;
 COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
     'Record a run''s failure; false, changing nothing, if its lease was lost or its task cancelled';

@@ -5,12 +5,12 @@
 -- retried "later" is made due again by setting its run_after to now(),
 -- which is what the passing of time would do.
 BEGIN;
-SELECT plan(103);
+SELECT plan(106);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'rt.' || n, 'worker'
   FROM unnest(ARRAY['flaky', 'jitter', 'late', 'last', 'perm', 'step', 'c1', 'c2', 'c3',
-                    'ra', 'rb', 'rc', 'rd', 'fe', 'q']) n;
+                    'ra', 'rb', 'rc', 'rd', 'fe', 'q', 'neg']) n;
 INSERT INTO dwa.task_types (name, executor, retry)
 VALUES ('rt.typed', 'worker', '{"attempts":2,"backoff":{"initialMs":60000,"maxMs":600000}}');
 
@@ -160,6 +160,15 @@ SELECT ok(dwa.fail(pg_temp.run('late'), 'rate limited', retryable => true, retry
 SELECT results_eq($$SELECT status, attempt, run_after, error FROM dwa.steps WHERE task_id = pg_temp.id('late')$$,
     $$VALUES ('ready'::text, 0, now() + interval '2 s', 'rate limited'::text)$$,
     'retry_after: ready at now() + 2 s exactly, the attempt not spent');
+INSERT INTO ids SELECT 'neg', dwa.submit('{"type":"rt.neg"}'::jsonb);
+SELECT is(pg_temp.claim('rt.neg'), 1::bigint, 'negative retry_after: claimed');
+SELECT throws_ok(format('SELECT dwa.fail(%s, %L, retry_after => %L)', pg_temp.run('neg'),
+        'rate limited', '-5 s'),
+    '22023', 'retry_after: must not be negative, got -00:00:05',
+    'negative retry_after: refused, naming the argument');
+SELECT results_eq($$SELECT status, attempt, error FROM dwa.steps WHERE task_id = pg_temp.id('neg')$$,
+    $$VALUES ('running'::text, 1, NULL::text)$$,
+    'negative retry_after: the run goes on, nothing recorded');
 INSERT INTO ids SELECT 'last', dwa.submit('{"type":"rt.last","retry":{"attempts":1}}'::jsonb);
 SELECT is(pg_temp.claim('rt.last'), 1::bigint, 'retry_after on the last attempt: claimed');
 SELECT ok(dwa.fail(pg_temp.run('last'), 'rate limited', retry_after => '90 s'),
