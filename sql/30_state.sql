@@ -93,8 +93,10 @@ DECLARE
     n integer;
     fx boolean;
 BEGIN
-    UPDATE dwa.tasks SET status = 'failed', error = p_error, finished_at = now()
-     WHERE id = p_task_id AND status IN ('queued', 'running')
+    UPDATE dwa.tasks t SET status = 'failed', error = p_error, finished_at = now(),
+           started_at = coalesce(t.started_at,
+               (SELECT min(s.started_at) FROM dwa.steps s WHERE s.task_id = t.id))
+     WHERE t.id = p_task_id AND t.status IN ('queued', 'running')
     RETURNING on_error IS NOT NULL INTO fx;
     IF NOT FOUND THEN
         RETURN;
@@ -145,7 +147,8 @@ COMMENT ON FUNCTION dwa._step_failed(bigint, text) IS
 
 -- _make_ready: every dependency of a waiting step succeeded: build its
 -- input (or expand its forEach) and make it claimable.  A template with no
--- value fails the step permanently.
+-- value fails the step permanently.  A step that no longer waits (its task
+-- failed meanwhile, skipping it) is left alone.
 CREATE OR REPLACE FUNCTION dwa._make_ready(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -160,6 +163,9 @@ DECLARE
     msg text;
 BEGIN
     SELECT * INTO s FROM dwa.steps WHERE id = p_id;
+    IF s.status <> 'waiting' THEN
+        RETURN;
+    END IF;
     -- Only the columns needed: the task's steps definition may be large.
     SELECT id, type, payload, run_at INTO t FROM dwa.tasks WHERE id = s.task_id;
 
@@ -182,7 +188,8 @@ BEGIN
                     SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
                            CASE WHEN e.i <= coalesce(s.fe_concurrency, n)
                                 THEN 'ready' ELSE 'waiting' END,
-                           s.queue, s.priority, s.backend, now(), s.max_attempts,
+                           s.queue, s.priority, s.backend, greatest(now(), t.run_at),
+                           s.max_attempts,
                            s.timeout,
                            CASE WHEN (s.def ->> 'hasInput')::boolean
                                 THEN dwa._render(s.def -> 'input', ctx, e.v,
@@ -283,7 +290,7 @@ BEGIN
     UPDATE dwa.tasks x
        SET steps_done = x.steps_done + 1,
            progress = greatest(x.progress, (x.steps_done + 1) * 100 / x.steps_total),
-           status = 'running', started_at = coalesce(x.started_at, now())
+           status = 'running', started_at = coalesce(x.started_at, s.started_at, now())
       FROM dwa.tasks o
      WHERE x.id = s.task_id AND o.id = x.id AND x.status IN ('queued', 'running')
     RETURNING x.steps_done, x.steps_total,

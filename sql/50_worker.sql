@@ -30,6 +30,43 @@ $$;
 COMMENT ON TYPE dwa.claimed IS
     'One claimed run: what a worker needs to execute a step; or, run_id NULL, the hint row: hold_ms until a held-back step may start';
 
+-- _tasks_started: mark running the queued tasks of these (claimed) steps,
+-- started when their first step started.  A claim does it for external
+-- workers, skipping a task row locked by a finisher or a cancel (which
+-- set its status themselves), since the claim holds step locks a cancel
+-- may be waiting for.  dwad does not: a claim that also updated the task
+-- row cost as much again as the claim itself, on the statement that sets
+-- the pace, and most runs end within a millisecond, when the end marks
+-- the task anyway.  dwad calls this (p_wait) on its connection for ends
+-- for the runs still going some milliseconds after their claim, holding
+-- no other lock, so it waits for a locked row rather than miss it.
+CREATE OR REPLACE FUNCTION dwa._tasks_started(p_steps bigint[], p_wait boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $$
+DECLARE
+    v_tasks bigint[];
+BEGIN
+    v_tasks := ARRAY(SELECT s.task_id FROM dwa.steps s WHERE s.id = ANY (p_steps));
+    IF NOT p_wait THEN
+        v_tasks := ARRAY(SELECT t.id FROM dwa.tasks t
+                          WHERE t.id = ANY (v_tasks) AND t.status = 'queued'
+                            FOR UPDATE SKIP LOCKED);
+    END IF;
+    UPDATE dwa.tasks t
+       SET status = 'running',
+           started_at = coalesce(t.started_at,
+               (SELECT min(s.started_at) FROM dwa.steps s WHERE s.task_id = t.id), now())
+     WHERE t.id = ANY (v_tasks) AND t.status = 'queued';
+END
+$$;
+COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS
+    'Mark running the queued tasks of claimed steps (p_wait: wait for a locked task row rather than skip it)';
+
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
 -- any).
 --
@@ -92,21 +129,15 @@ BEGIN
                limit_keys = NULL
          WHERE s.id = ANY (v_ids)
         RETURNING s.*
-    ), t AS (
-        -- Tasks start running with their first step.  SKIP LOCKED: a task
-        -- row locked by a finisher or a cancel is left for them.
-        UPDATE dwa.tasks t SET status = 'running', started_at = v_now
-         WHERE t.id = ANY (ARRAY(
-                SELECT tt.id FROM dwa.tasks tt
-                 WHERE tt.id = ANY (ARRAY(SELECT u.task_id FROM u))
-                   AND tt.status = 'queued'
-                   FOR UPDATE SKIP LOCKED))
     )
     SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
            u.attempt, u.lease_until, u.id,
            (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
       FROM u
      ORDER BY u.priority DESC, u.id;
+    IF current_setting('dwa.claim_starts_tasks', true) IS DISTINCT FROM 'off' THEN
+        PERFORM dwa._tasks_started(v_ids, false);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
@@ -149,18 +180,15 @@ BEGIN
                        (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))
              WHERE s.id = ANY (v_ids)
             RETURNING s.*
-        ), t AS (
-            UPDATE dwa.tasks t SET status = 'running', started_at = v_now
-             WHERE t.id IN (SELECT tt.id FROM dwa.tasks tt
-                             WHERE tt.id IN (SELECT u.task_id FROM u)
-                               AND tt.status = 'queued'
-                               FOR UPDATE SKIP LOCKED)
         )
         SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
                u.attempt, u.lease_until, u.id,
                (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
           FROM u
          ORDER BY u.priority DESC, u.id;
+        IF current_setting('dwa.claim_starts_tasks', true) IS DISTINCT FROM 'off' THEN
+            PERFORM dwa._tasks_started(v_ids, false);
+        END IF;
     END IF;
     IF v_hold IS NOT NULL THEN
         hint.hold_ms := v_hold;
@@ -185,6 +213,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
+    PERFORM pg_catalog.set_config('dwa.claim_starts_tasks', 'off', true);
     RETURN QUERY SELECT * FROM dwa._claim(p_worker, p_types, p_n, p_lease, p_queues);
 END
 $$;
@@ -373,6 +402,7 @@ DECLARE
     fast bigint[] := '{}';  -- steps finished set-wise
     d_tasks bigint[];
     d_res jsonb;
+    d_start jsonb;          -- task id -> when its step started
     fast_tasks bigint[];
     fx_tasks bigint[];
     freed boolean;
@@ -418,18 +448,20 @@ BEGIN
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now()
            AND s.def IS NULL AND s.item_index IS NULL
-        RETURNING s.id, s.task_id, s.output, s.limit_keys IS NOT NULL AS limited
+        RETURNING s.id, s.task_id, s.output, s.started_at, s.limit_keys IS NOT NULL AS limited
     )
     SELECT coalesce(array_agg(d.id), '{}'), array_agg(d.task_id),
-           jsonb_object_agg(d.task_id::text, d.output), coalesce(bool_or(d.limited), false)
-      INTO fast, d_tasks, d_res, freed
+           jsonb_object_agg(d.task_id::text, d.output),
+           jsonb_object_agg(d.task_id::text, d.started_at), coalesce(bool_or(d.limited), false)
+      INTO fast, d_tasks, d_res, d_start, freed
       FROM done d;
     IF d_tasks IS NOT NULL THEN
         WITH t AS (
             UPDATE dwa.tasks t
                SET status = 'completed', progress = 100, steps_done = 1,
                    result = d_res -> t.id::text, finished_at = now(),
-                   started_at = coalesce(t.started_at, now())
+                   started_at = coalesce(t.started_at,
+                       (d_start ->> t.id::text)::timestamptz, now())
              WHERE t.id = ANY (d_tasks) AND t.status IN ('queued', 'running')
             RETURNING t.id, t.on_success IS NOT NULL AS fx
         )
@@ -441,7 +473,11 @@ BEGIN
     -- Successes of forEach elements, set-wise: one update per forEach
     -- step counts them, as many waiting elements as finished start (in
     -- element order, through steps_waiting_idx), and a forEach step whose
-    -- elements are all in finishes.
+    -- elements are all in finishes.  Only the successes left over are
+    -- looked at again.
+    IF cardinality(fast) > 0 THEN
+        v_ok := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(fast));
+    END IF;
     WITH done AS (
         UPDATE dwa.steps s
            SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),

@@ -33,6 +33,9 @@
 #include "util.h"
 #include "xmalloc.h"
 
+/* Mark the tasks of runs still going this long after their claim. */
+#define SCHED_MARK_MS	20
+
 struct run {
 	struct sched		*sched;
 	int64_t			 id;		/* dwa.steps.id */
@@ -43,6 +46,7 @@ struct run {
 	char			*task;
 	int			 attempt;
 	int64_t			 started_ms;
+	int			 marked;	/* its task marked running */
 	struct exec_run		*exec;		/* a built-in run, or */
 	struct proc_run		*proc;		/* a program's run, or */
 	struct net_run		*net;		/* a network built-in's, or */
@@ -90,6 +94,7 @@ struct sched {
 	int			 retaining;	/* a prune batch in flight */
 	int64_t			 retained;	/* tasks pruned this round */
 	struct event		*hold_ev;	/* claim again when a token is due */
+	struct event		*mark_ev;	/* mark the tasks of runs still going */
 	int			 renewing;
 	int			 reaping;
 	int			 draining;
@@ -514,6 +519,11 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 		started++;
 	}
 	log_debug("claimed %d", started);
+	if (started > 0 && !evtimer_pending(s->mark_ev, NULL)) {
+		tv.tv_sec = 0;
+		tv.tv_usec = SCHED_MARK_MS * 1000;
+		evtimer_add(s->mark_ev, &tv);
+	}
 	/* A full batch: more is probably waiting. */
 	if (started > 0 && started >= s->cfg.batch)
 		s->want_claim = 1;
@@ -678,39 +688,112 @@ sched_finish(struct sched *s)
 	free(body);
 }
 
+/* A PostgreSQL array literal of ids, built up one id at a time. */
+struct idlist {
+	char	*s;
+	size_t	 len;
+	size_t	 cap;
+};
+
+static void
+idlist_init(struct idlist *l)
+{
+	l->cap = 64;
+	l->s = xmalloc(l->cap);
+	l->s[0] = '{';
+	l->len = 1;
+}
+
+static void
+idlist_add(struct idlist *l, int64_t id)
+{
+	if (l->cap - l->len < 24) {
+		l->cap *= 2;
+		l->s = xrealloc(l->s, l->cap);
+	}
+	l->len += snprintf(l->s + l->len, l->cap - l->len, "%s%" PRId64,
+	    l->len > 1 ? "," : "", id);
+}
+
+/* Close the literal; the caller frees the string. */
+static char *
+idlist_end(struct idlist *l)
+{
+	if (l->cap - l->len < 2)
+		l->s = xrealloc(l->s, l->cap + 2);
+	l->s[l->len++] = '}';
+	l->s[l->len] = '\0';
+	return (l->s);
+}
+
 /* Run ids this daemon answers for: running and not yet recorded. */
 static char *
 sched_held_ids(struct sched *s)
 {
+	struct idlist	 l;
 	struct run	*run;
 	json_t		*v;
-	size_t		 i, len = 0, cap = 64;
-	char		*out;
+	size_t		 i;
 
-	out = xmalloc(cap);
-	out[len++] = '{';
-#define HELD_ADD(x) do {						\
-	if (cap - len < 24) {						\
-		cap *= 2;						\
-		out = xrealloc(out, cap);				\
-	}								\
-	len += snprintf(out + len, cap - len, "%s%" PRId64,		\
-	    len > 1 ? "," : "", (int64_t)(x));				\
-} while (0)
+	idlist_init(&l);
 	TAILQ_FOREACH(run, &s->runs, entry)
-		HELD_ADD(run->run_id);
+		idlist_add(&l, run->run_id);
 	json_array_foreach(s->pending, i, v)
-		HELD_ADD(json_integer_value(json_object_get(v, "run")));
+		idlist_add(&l, json_integer_value(json_object_get(v, "run")));
 	if (s->finishing != NULL) {
 		json_array_foreach(s->finishing, i, v)
-			HELD_ADD(json_integer_value(json_object_get(v, "run")));
+			idlist_add(&l, json_integer_value(json_object_get(v,
+			    "run")));
 	}
-#undef HELD_ADD
-	if (cap - len < 2)
-		out = xrealloc(out, cap + 2);
-	out[len++] = '}';
-	out[len] = '\0';
-	return (out);
+	return (idlist_end(&l));
+}
+
+/*
+ * A claim leaves the task rows alone (see dwa._tasks_started): the end of
+ * a run marks its task.  Runs still going SCHED_MARK_MS after their claim
+ * have their tasks marked running here, on the connection for ends.
+ */
+static void
+sched_mark_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+	struct run	*run;
+	struct timeval	 tv = { 0, SCHED_MARK_MS * 1000 };
+
+	if (res != NULL)
+		return;
+	if (db_is_up(sched_ends_db(s)))
+		log_error("marking tasks running failed: %s", error);
+	/* Again, later: marking a task twice changes nothing. */
+	TAILQ_FOREACH(run, &s->runs, entry)
+		run->marked = 0;
+	if (!TAILQ_EMPTY(&s->runs))
+		evtimer_add(s->mark_ev, &tv);
+}
+
+static void
+sched_mark_timer_cb(evutil_socket_t fd __unused, short events __unused,
+    void *arg)
+{
+	struct sched	*s = arg;
+	struct idlist	 l;
+	struct run	*run;
+	const char	*params[1];
+	int		 n = 0;
+
+	idlist_init(&l);
+	TAILQ_FOREACH(run, &s->runs, entry) {
+		if (run->marked)
+			continue;
+		run->marked = 1;
+		idlist_add(&l, run->id);
+		n++;
+	}
+	params[0] = idlist_end(&l);
+	if (n > 0)
+		db_query(sched_ends_db(s), "SELECT dwa._tasks_started("
+		    "$1::bigint[], true)", 1, params, sched_mark_cb, s);
+	free(l.s);
 }
 
 static void
@@ -1238,6 +1321,7 @@ sched_create(struct event_base *base, struct db *db,
 
 	s->grace_ev = evtimer_new(base, sched_grace_cb, s);
 	s->hold_ev = evtimer_new(base, sched_hold_cb, s);
+	s->mark_ev = evtimer_new(base, sched_mark_timer_cb, s);
 
 	/* The built-in types, from their array literal. */
 	copy = xstrdup(executor_builtin_types() + 1);
@@ -1294,6 +1378,7 @@ sched_free(struct sched *s)
 	event_free(s->reap_ev);
 	event_free(s->grace_ev);
 	event_free(s->hold_ev);
+	event_free(s->mark_ev);
 	event_free(s->registry_ev);
 	event_free(s->taskdir_ev);
 	event_free(s->retention_ev);
