@@ -181,7 +181,31 @@ $$;
 COMMENT ON FUNCTION dwa._outbox_backoff(jsonb, integer) IS
     'Delivery backoff in ms: min(maxMs, initialMs * factor^(attempts-1)); defaults 1000, 2, 300000';
 
+-- _effect_context: the context an effect of task p_task_id renders from
+-- (payload, task, result, error, progress) and its default webhook body,
+-- the task summary, for lifecycle point p_hook; NULLs when the task is gone.
+CREATE OR REPLACE FUNCTION dwa._effect_context(p_task_id bigint, p_hook text,
+    OUT ctx jsonb, OUT summary jsonb)
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('payload', t.payload,
+               'task', jsonb_build_object('id', t.id, 'type', t.type, 'status', t.status),
+               'result', t.result, 'error', t.error, 'progress', t.progress),
+           jsonb_build_object('taskId', t.id, 'type', t.type, 'status', t.status,
+               'progress', t.progress, 'result', t.result, 'error', t.error, 'queue', t.queue,
+               'hook', p_hook)
+      FROM dwa.tasks t WHERE t.id = p_task_id
+$$;
+COMMENT ON FUNCTION dwa._effect_context(bigint, text) IS
+    'The template context of a task''s effects and its default webhook body (the task summary)';
+
 -- _effect: fire one effect of a task (effect p_index of hook p_hook).
+--
+-- onProgress deliveries of one effect of one task are coalesced: while a
+-- row is pending, later reports replace its value (the last one wins).
+-- Otherwise a new row is due a second after the previous delivery ended
+-- (delivered_at + 1 s), or, while that one is still in flight, a second
+-- from now; dwa._outbox_claim holds it back until then (see there).
 CREATE OR REPLACE FUNCTION dwa._effect(p_task_id bigint, p_hook text, p_index integer,
     p_effect jsonb, p_ctx jsonb, p_summary jsonb)
 RETURNS void
@@ -196,8 +220,9 @@ DECLARE
     note text;
     prev_id bigint;
     prev_status text;
-    prev_created timestamptz;
+    prev_delivered timestamptz;
     prev_error text;
+    due timestamptz;
 BEGIN
     -- Rendering writes nothing, so this subtransaction gets no xid of its
     -- own; a template with no value or a field of the wrong shape is
@@ -210,8 +235,8 @@ BEGIN
     END;
 
     IF p_hook = 'onProgress' THEN
-        SELECT o.id, o.status, o.created_at, o.last_error
-          INTO prev_id, prev_status, prev_created, prev_error
+        SELECT o.id, o.status, o.delivered_at, o.last_error
+          INTO prev_id, prev_status, prev_delivered, prev_error
           FROM dwa.outbox o
          WHERE o.task_id = p_task_id AND o.hook = 'onProgress' AND o.effect_index = p_index
          ORDER BY o.id DESC LIMIT 1;
@@ -254,22 +279,31 @@ BEGIN
             CASE WHEN msg IS NOT NULL THEN format('%s: %s', where_, msg) END,
             CASE WHEN msg IS NULL THEN now() END);
     ELSE
-        IF prev_status = 'pending' THEN
+        WHILE prev_status = 'pending' LOOP
             -- Coalesce: the pending row carries the latest progress.  A
-            -- dispatcher may have claimed it meanwhile; then insert.
+            -- dispatcher may have claimed it meanwhile: then look again.
             UPDATE dwa.outbox SET effect = out,
                    max_attempts = coalesce((out #>> '{retry,attempts}')::integer, 10)
              WHERE id = prev_id AND status = 'pending';
             IF FOUND THEN
                 RETURN;
             END IF;
-        END IF;
+            SELECT o.id, o.status, o.delivered_at, o.last_error
+              INTO prev_id, prev_status, prev_delivered, prev_error
+              FROM dwa.outbox o
+             WHERE o.task_id = p_task_id AND o.hook = 'onProgress' AND o.effect_index = p_index
+             ORDER BY o.id DESC LIMIT 1;
+        END LOOP;
+        -- At most one onProgress delivery of this effect a second (no prev
+        -- for the other hooks and the first report).
+        due := CASE prev_status
+            WHEN 'delivered' THEN prev_delivered + interval '1 second'
+            WHEN 'delivering' THEN now() + interval '1 second'
+        END;
         INSERT INTO dwa.outbox (task_id, hook, event, effect_index, effect, max_attempts,
             next_attempt_at)
         VALUES (p_task_id, p_hook, ev, p_index, out,
-            coalesce((out #>> '{retry,attempts}')::integer, 10),
-            -- at most one onProgress delivery per second and effect
-            greatest(now(), prev_created + interval '1 second'));
+            coalesce((out #>> '{retry,attempts}')::integer, 10), greatest(now(), due));
         PERFORM pg_notify('dwa_outbox', '');
     END CASE;
 END
@@ -284,29 +318,22 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    t record;
-    ctx jsonb;
-    summary jsonb;
+    effects jsonb;
+    c record;
     e jsonb;
     i integer;
 BEGIN
-    SELECT x.id, x.type, x.status, x.queue, x.payload, x.progress, x.result, x.error,
-           CASE p_hook WHEN 'onPending' THEN x.on_pending WHEN 'onProgress' THEN x.on_progress
-                WHEN 'onSuccess' THEN x.on_success WHEN 'onError' THEN x.on_error END AS effects
-      INTO t FROM dwa.tasks x WHERE x.id = p_task_id;
-    IF NOT FOUND OR jsonb_typeof(t.effects) IS DISTINCT FROM 'array' THEN
+    SELECT CASE p_hook WHEN 'onPending' THEN x.on_pending WHEN 'onProgress' THEN x.on_progress
+                WHEN 'onSuccess' THEN x.on_success WHEN 'onError' THEN x.on_error END
+      INTO effects FROM dwa.tasks x WHERE x.id = p_task_id;
+    IF jsonb_typeof(effects) IS DISTINCT FROM 'array' THEN
         RETURN;
     END IF;
-    ctx := jsonb_build_object('payload', t.payload,
-        'task', jsonb_build_object('id', t.id, 'type', t.type, 'status', t.status),
-        'result', t.result, 'error', t.error, 'progress', t.progress);
-    summary := jsonb_build_object('taskId', t.id, 'type', t.type, 'status', t.status,
-        'progress', t.progress, 'result', t.result, 'error', t.error, 'queue', t.queue,
-        'hook', p_hook);
+    SELECT x.ctx, x.summary INTO c FROM dwa._effect_context(p_task_id, p_hook) x;
     FOR e, i IN SELECT x.value, (x.n - 1)::integer
-                  FROM jsonb_array_elements(t.effects) WITH ORDINALITY AS x(value, n)
+                  FROM jsonb_array_elements(effects) WITH ORDINALITY AS x(value, n)
     LOOP
-        PERFORM dwa._effect(t.id, p_hook, i, e, ctx, summary);
+        PERFORM dwa._effect(p_task_id, p_hook, i, e, c.ctx, c.summary);
     END LOOP;
 END
 $$;
@@ -314,6 +341,15 @@ COMMENT ON FUNCTION dwa._fire(bigint, text) IS
     'Fire a task''s effects for one lifecycle point, in the transaction of the state change';
 
 -- _outbox_claim: claim up to p_n due deliveries for daemon p_worker.
+--
+-- onProgress deliveries of one effect of a task go one at a time, in
+-- order, at least a second apart: a due row is held back (its
+-- next_attempt_at moved on) while the previous one of the same effect
+-- (rows never attempted aside) is in flight (looked at again a second
+-- later) or waits for a retry (until a second after that falls due), or
+-- until a second after it was delivered.  Only committed states are read,
+-- so a report and an outcome recorded at the same moment need no lock
+-- between them.
 CREATE OR REPLACE FUNCTION dwa._outbox_claim(p_worker integer, p_n integer, p_lease interval)
 RETURNS TABLE (id bigint, delivery_id uuid, task_id bigint, hook text, event text,
     effect jsonb, attempts integer, max_attempts integer)
@@ -326,17 +362,34 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH c AS MATERIALIZED (
-        SELECT o.id FROM dwa.outbox o
+        SELECT o.id, o.task_id, o.hook, o.effect_index FROM dwa.outbox o
          WHERE o.status = 'pending' AND o.next_attempt_at <= now()
            AND o.event <> 'enqueue'
          ORDER BY o.next_attempt_at, o.id
          LIMIT p_n
            FOR UPDATE SKIP LOCKED
+    ), w AS MATERIALIZED (
+        SELECT c.id, CASE p.status
+                         WHEN 'delivering' THEN now()
+                         WHEN 'pending' THEN greatest(now(), p.next_attempt_at)
+                         ELSE p.delivered_at END + interval '1 second' AS due
+          FROM c
+         CROSS JOIN LATERAL (
+               SELECT q.status, q.next_attempt_at, q.delivered_at FROM dwa.outbox q
+                WHERE q.task_id = c.task_id AND q.id < c.id AND q.hook = 'onProgress'
+                  AND q.effect_index = c.effect_index AND (q.status <> 'dead' OR q.attempts > 0)
+                ORDER BY q.id DESC LIMIT 1) p
+         WHERE c.hook = 'onProgress'
+           AND (p.status IN ('pending', 'delivering')
+                OR p.delivered_at > now() - interval '1 second')
+    ), h AS (
+        UPDATE dwa.outbox o SET next_attempt_at = w.due
+          FROM w WHERE o.id = w.id
     ), u AS (
         UPDATE dwa.outbox o
            SET status = 'delivering', attempts = o.attempts + 1, worker_id = p_worker,
                lease_until = now() + p_lease
-          FROM c WHERE o.id = c.id
+          FROM c WHERE o.id = c.id AND NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)
         RETURNING o.id, o.delivery_id, o.task_id, o.hook, o.event, o.effect, o.attempts,
                   o.max_attempts, o.next_attempt_at
     )
@@ -350,8 +403,15 @@ COMMENT ON FUNCTION dwa._outbox_claim(integer, integer, interval) IS
     'Claim due outbox rows (SKIP LOCKED) for a daemon: delivering, attempts + 1, a lease';
 
 -- _outbox_finish: record delivery outcomes.  p_results is an array of
--- {id, ok, error, retryable, retryAfterMs}; rows no longer 'delivering'
--- (reaped, or finished already) are left alone.  Returns rows changed.
+-- {id, worker, attempt, ok, error, retryable, retryAfterMs}: the row, the
+-- daemon that claimed it and the attempt number its claim returned.  An
+-- outcome counts only while the row is still delivering under that very
+-- claim: a row reaped from a daemon cut off for too long, and claimed
+-- again since (by another daemon or by the same one), is left alone, as
+-- are rows finished already.  The lease is not checked: a row whose lease
+-- ran out but that nobody reaped and claimed since is still this claim's,
+-- and its outcome is the truth (refusing it would only deliver it again).
+-- Returns rows changed.
 CREATE OR REPLACE FUNCTION dwa._outbox_finish(p_results jsonb)
 RETURNS integer
 LANGUAGE plpgsql
@@ -363,8 +423,8 @@ BEGIN
     WITH r AS (
         SELECT DISTINCT ON (x.id) x.*
           FROM jsonb_to_recordset(p_results)
-               AS x(id bigint, ok boolean, error text, retryable boolean,
-                    "retryAfterMs" double precision)
+               AS x(id bigint, worker integer, attempt integer, ok boolean, error text,
+                    retryable boolean, "retryAfterMs" double precision)
          ORDER BY x.id
     ), u AS (
         UPDATE dwa.outbox o
@@ -383,6 +443,7 @@ BEGIN
                lease_until = NULL
           FROM r
          WHERE o.id = r.id AND o.status = 'delivering'
+           AND o.worker_id = r.worker AND o.attempts = r.attempt
         RETURNING o.status
     )
     SELECT count(*), coalesce(bool_or(u.status = 'pending'), false) INTO n, requeued FROM u;
@@ -393,9 +454,14 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa._outbox_finish(jsonb) IS
-    'Record delivery outcomes: delivered, retried with backoff and jitter, or dead; returns rows changed';
+    'Record the outcomes of a daemon''s claims: delivered, retried with backoff and jitter, or dead; returns rows changed';
 
 -- outbox_retry: queue a dead delivery again, with fresh attempts.
+--
+-- A dead row never attempted is one whose templates failed to render (or
+-- whose fields had the wrong shape) when its task fired it: it holds the
+-- effect as written, so it is rendered again from the task as it is now.
+-- When that fails again the row stays dead and the error says why.
 CREATE OR REPLACE FUNCTION dwa.outbox_retry(p_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -404,8 +470,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
+    c record;
+    out jsonb;
+    msg text;
 BEGIN
-    SELECT o.status, o.event INTO r FROM dwa.outbox o WHERE o.id = p_id FOR UPDATE;
+    SELECT o.status, o.event, o.attempts, o.task_id, o.hook, o.effect_index, o.effect
+      INTO r FROM dwa.outbox o WHERE o.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'outbox row % not found', p_id USING ERRCODE = 'P0002';
     END IF;
@@ -417,6 +487,25 @@ BEGIN
         RAISE EXCEPTION 'outbox row % is a dead % effect: only webhook, notify and invalidate deliveries can be retried',
             p_id, r.event USING ERRCODE = '55000';
     END IF;
+    IF r.attempts = 0 THEN
+        SELECT x.ctx, x.summary INTO c FROM dwa._effect_context(r.task_id, r.hook) x;
+        IF c.ctx IS NULL THEN
+            RAISE EXCEPTION 'outbox row %: its task is gone, so its templates cannot be rendered again',
+                p_id USING ERRCODE = '55000';
+        END IF;
+        BEGIN
+            out := dwa._effect_shape(dwa._effect_render(r.effect, c.ctx), r.task_id,
+                c.ctx #>> '{task,status}', c.summary);
+        EXCEPTION WHEN data_exception THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE EXCEPTION 'outbox row % cannot be rendered from task %: %[%]: %', p_id,
+                r.task_id, r.hook, r.effect_index, msg USING ERRCODE = '22023',
+                HINT = 'the row stays dead; the effect is rendered from the task''s payload, result and error as they are now';
+        END;
+        UPDATE dwa.outbox SET effect = out,
+               max_attempts = coalesce((out #>> '{retry,attempts}')::integer, 10)
+         WHERE id = p_id;
+    END IF;
     UPDATE dwa.outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),
            lease_until = NULL, delivered_at = NULL
      WHERE id = p_id;
@@ -425,4 +514,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa.outbox_retry(bigint) IS
-    'Queue a dead delivery again with fresh attempts (its delivery id is kept)';
+    'Queue a dead delivery again with fresh attempts (its delivery id is kept); one that failed to render is rendered again from its task';

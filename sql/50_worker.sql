@@ -536,8 +536,9 @@ BEGIN
         PERFORM pg_notify('dwa_wake', '');
     END IF;
 
-    PERFORM pg_notify('dwa_events', json_build_object('task_id', x,
-            'event', 'completed')::text)
+    -- Compact, as dwa._event writes them.
+    PERFORM pg_notify('dwa_events', json_strip_nulls(json_build_object('task_id', x,
+            'event', 'completed'))::text)
        FROM unnest(fast_tasks) x;
     -- The fast path completes tasks set-wise; their onSuccess fires here.
     FOR r IN SELECT x AS id FROM unnest(fx_tasks) x LOOP
@@ -573,6 +574,9 @@ BEGIN
             refused := refused || r.run;
         END IF;
     END LOOP;
+    -- A task whose run failed and waits for its retry has started: dwad's
+    -- claim left it queued.  (Its row is locked already.)
+    PERFORM dwa._tasks_started(v_rest, true);
     RETURN refused;
 END
 $$;

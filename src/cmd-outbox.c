@@ -4,9 +4,10 @@
  * through dwa.outbox_retry.
  *
  * Listing only reads.  The re-queue goes through the SQL function users
- * call, so its checks (the row exists, only dead rows) and its NOTIFY to
- * the dispatchers are the same from psql and from here; its messages are
- * shown as they are.
+ * call, so its checks (the row exists, only dead rows; a row whose
+ * templates failed is rendered again from its task, and stays dead if that
+ * fails again) and its NOTIFY to the dispatchers are the same from psql and
+ * from here; its messages (and hints) are shown as they are, exit 1.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -187,7 +188,8 @@ const struct cmd_entry cmd_outbox_entry = {
 	.usage = "outbox [--status S] [--task ID] [--limit N] [--json]\n"
 	    "       dwa outbox retry ID",
 	.summary = "list effect deliveries, newest first; retry re-queues a "
-	    "dead one",
+	    "dead one\n(one whose templates failed is rendered again from its "
+	    "task first)",
 	.options =
 	    "  -s, --status S      only deliveries in state S: pending, "
 	    "delivering,\n"

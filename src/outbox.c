@@ -9,7 +9,13 @@
  * stable delivery id, so receivers can drop the duplicates that
  * at-least-once delivery allows.  Outcomes not yet recorded survive a
  * reconnect; a daemon killed mid-delivery leaves its rows to be requeued by
- * any daemon's reaper.
+ * any daemon's reaper.  An outcome names the claim it answers (worker id
+ * and attempt number), so a late one never overwrites a later claim's.
+ *
+ * Failures are classified here, where they happen: a missing setting, a
+ * URL libcurl cannot parse or a scheme the delivery cannot use are
+ * permanent (the row is dead at once); network errors, 408, 429 and 5xx
+ * are retried.
  *
  * Configuration comes from the environment: DWA_WEBHOOK_SECRET,
  * DWA_SLACK_WEBHOOK_URL, DWA_DISCORD_WEBHOOK_URL, DWA_SMTP_URL,
@@ -25,6 +31,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -33,13 +40,21 @@
 #include "outbox.h"
 #include "xmalloc.h"
 
-/* Longest timeout an effect may ask for. */
+/*
+ * Longest timeout an effect may ask for: a delivery must end well within
+ * the lease of its row (dwad gives 2 minutes), or a reaper would hand the
+ * row to another daemon while it is still in flight.
+ */
 #define OUTBOX_MAX_TIMEOUT_MS	60000
+#define OUTBOX_MIN_TIMEOUT_MS	100
 #define OUTBOX_DEFAULT_TIMEOUT_MS 10000
 
 struct delivery {
 	struct outbox		*outbox;
 	int64_t			 id;
+	/* The claim this delivery answers: daemon and attempt number. */
+	int			 worker_id;
+	int			 attempt;
 	char			*delivery_id;
 	char			*event;
 	struct http_xfer	*xfer;
@@ -63,6 +78,7 @@ struct outbox {
 	int			 claiming;
 	int			 draining;
 	int			 claim_n;	/* rows asked for in flight */
+	int			 claim_worker;	/* worker id of that claim */
 	struct event		*poll_ev;
 	struct event		*grace_ev;
 	struct event		*due_ev;	/* the next retry falls due */
@@ -105,7 +121,8 @@ delivery_end(struct delivery *d, int ok, int retryable, const char *error,
 {
 	json_t	*r;
 
-	r = json_pack("{s:I, s:b, s:b}", "id", (json_int_t)d->id, "ok", ok,
+	r = json_pack("{s:I, s:i, s:i, s:b, s:b}", "id", (json_int_t)d->id,
+	    "worker", d->worker_id, "attempt", d->attempt, "ok", ok,
 	    "retryable", retryable);
 	json_object_set_new(r, "error", error != NULL ? json_string(error) :
 	    json_null());
@@ -145,17 +162,65 @@ delivery_done_cb(const struct http_result *r, void *arg)
 	free(msg);
 }
 
-/* Start a JSON POST (or method) with DWA's headers. */
+/*
+ * Why libcurl would refuse url at once, or NULL when it will try it: a URL
+ * its parser rejects (it would fail with CURLE_URL_MALFORMAT), or a scheme
+ * other than http(s) (smtp(s) when mail is set) (CURLE_UNSUPPORTED_PROTOCOL
+ * or the wrong kind of transfer).  Parsed as libcurl parses a transfer's
+ * URL, a scheme guessed when there is none.  what names the URL's source
+ * in the message; the URL itself may hold a secret and is left out.  The
+ * caller frees the message.
+ */
+char *
+outbox_url_check(const char *url, int mail, const char *what)
+{
+	CURLU		*u;
+	CURLUcode	 uc;
+	char		*scheme = NULL, *msg = NULL;
+	const char	*want[2];
+
+	want[0] = mail ? "smtp" : "http";
+	want[1] = mail ? "smtps" : "https";
+	if ((u = curl_url()) == NULL)
+		fatalx("curl_url failed");
+	uc = curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME |
+	    CURLU_NON_SUPPORT_SCHEME);
+	if (uc != CURLUE_OK)
+		xasprintf(&msg, "%s: %s (%s)", what,
+		    curl_easy_strerror(CURLE_URL_MALFORMAT),
+		    curl_url_strerror(uc));
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcasecmp(scheme, want[0]) != 0 &&
+	    strcasecmp(scheme, want[1]) != 0))
+		xasprintf(&msg, "%s: Protocol \"%s\" not supported (use %s or "
+		    "%s)", what, scheme != NULL ? scheme : "", want[0],
+		    want[1]);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	return (msg);
+}
+
+/*
+ * Start a JSON POST (or method) with DWA's headers; what names where the
+ * URL came from, for messages.
+ */
 static void
 delivery_http(struct delivery *d, const char *method, const char *url,
-    json_t *headers, const char *body, const char *ctype, long timeout_ms)
+    const char *what, json_t *headers, const char *body, const char *ctype,
+    long timeout_ms)
 {
 	struct curl_slist	*h = NULL;
 	const char		*secret = getenv("DWA_WEBHOOK_SECRET");
 	const char		*k;
 	json_t			*v;
-	char			*line, *sig;
+	char			*line, *sig, *msg;
 	int			 have_ctype = 0;
+
+	if ((msg = outbox_url_check(url, 0, what)) != NULL) {
+		delivery_end(d, 0, 0, msg, -1);
+		free(msg);
+		return;
+	}
 
 	xasprintf(&line, "X-DWA-Delivery: %s", d->delivery_id);
 	h = curl_slist_append(h, line);
@@ -188,18 +253,22 @@ delivery_http(struct delivery *d, const char *method, const char *url,
 	    body != NULL ? strlen(body) : 0, timeout_ms, delivery_done_cb, d);
 }
 
-static long
-effect_timeout(json_t *effect)
+/*
+ * The timeout of a delivery in ms: the effect's timeoutMs (webhooks; 10 s
+ * without), kept within 100 ms and OUTBOX_MAX_TIMEOUT_MS.
+ */
+long
+outbox_timeout_ms(json_t *effect)
 {
-	json_t	*t = json_object_get(effect, "timeoutMs");
-	long	 ms;
+	json_t		*t = json_object_get(effect, "timeoutMs");
+	json_int_t	 ms;
 
 	if (!json_is_integer(t))
 		return (OUTBOX_DEFAULT_TIMEOUT_MS);
-	ms = (long)json_integer_value(t);
-	if (ms < 100)
-		ms = 100;
-	return (ms > OUTBOX_MAX_TIMEOUT_MS ? OUTBOX_MAX_TIMEOUT_MS : ms);
+	ms = json_integer_value(t);
+	if (ms < OUTBOX_MIN_TIMEOUT_MS)
+		return (OUTBOX_MIN_TIMEOUT_MS);
+	return (ms > OUTBOX_MAX_TIMEOUT_MS ? OUTBOX_MAX_TIMEOUT_MS : (long)ms);
 }
 
 /* A required setting from the environment, or NULL. */
@@ -232,8 +301,8 @@ delivery_webhook(struct delivery *d, json_t *e)
 	else
 		text = NULL;
 	delivery_http(d, json_is_string(method) ? json_string_value(method) :
-	    "POST", json_string_value(url), json_object_get(e, "headers"), text,
-	    ctype, effect_timeout(e));
+	    "POST", json_string_value(url), "url",
+	    json_object_get(e, "headers"), text, ctype, outbox_timeout_ms(e));
 	free(text);
 }
 
@@ -264,13 +333,18 @@ delivery_email(struct delivery *d, json_t *e)
 	json_t		*to = json_object_get(e, "to");
 	json_t		*subject = json_object_get(e, "subject");
 	json_t		*message = json_object_get(e, "message");
-	char		 date[64], *mail, *rcpt, *body;
+	char		 date[64], *mail, *rcpt, *body, *msg;
 	time_t		 now = time(NULL);
 	struct tm	 tm;
 
 	if (url == NULL) {
 		delivery_end(d, 0, 0, "set DWA_SMTP_URL to deliver email "
 		    "notifications", -1);
+		return;
+	}
+	if ((msg = outbox_url_check(url, 1, "DWA_SMTP_URL")) != NULL) {
+		delivery_end(d, 0, 0, msg, -1);
+		free(msg);
 		return;
 	}
 	if (!json_is_string(to) || strpbrk(json_string_value(to), "\r\n<>") != NULL) {
@@ -296,7 +370,7 @@ delivery_email(struct delivery *d, json_t *e)
 	free(body);
 	xasprintf(&rcpt, "<%s>", json_string_value(to));
 	d->xfer = http_mail(d->outbox->http, url, from, rcpt, mail,
-	    effect_timeout(e), delivery_done_cb, d);
+	    outbox_timeout_ms(e), delivery_done_cb, d);
 	free(rcpt);
 	free(mail);
 }
@@ -334,8 +408,8 @@ delivery_notify(struct delivery *d, json_t *e)
 	    "content", json_is_string(message) ? json_string_value(message) : "");
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	delivery_http(d, "POST", url, NULL, text, "application/json",
-	    effect_timeout(e));
+	delivery_http(d, "POST", url, var, NULL, text, "application/json",
+	    outbox_timeout_ms(e));
 	free(text);
 }
 
@@ -355,7 +429,8 @@ delivery_invalidate(struct delivery *d, json_t *e)
 	xasprintf(&url, "%s%s", base, json_is_string(path) ?
 	    json_string_value(path) : "");
 	delivery_http(d, json_is_string(method) ? json_string_value(method) :
-	    "POST", url, NULL, NULL, NULL, effect_timeout(e));
+	    "POST", url, "DWA_INVALIDATE_URL + path", NULL, NULL, NULL,
+	    outbox_timeout_ms(e));
 	free(url);
 }
 
@@ -369,6 +444,8 @@ delivery_start(struct outbox *o, PGresult *res, int row)
 	d = xcalloc(1, sizeof *d);
 	d->outbox = o;
 	d->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+	d->worker_id = o->claim_worker;
+	d->attempt = atoi(PQgetvalue(res, row, 4));
 	d->delivery_id = xstrdup(PQgetvalue(res, row, 1));
 	d->event = xstrdup(PQgetvalue(res, row, 2));
 	TAILQ_INSERT_TAIL(&o->inflight, d, entry);
@@ -457,11 +534,12 @@ outbox_claim(struct outbox *o, int n)
 	params[0] = worker;
 	params[1] = count;
 	params[2] = lease;
-	if (db_query(o->db, "SELECT id, delivery_id, event, effect FROM "
-	    "dwa._outbox_claim($1::integer, $2::integer, $3::interval)", 3,
+	if (db_query(o->db, "SELECT id, delivery_id, event, effect, attempts "
+	    "FROM dwa._outbox_claim($1::integer, $2::integer, $3::interval)", 3,
 	    params, outbox_claim_cb, o) == 0) {
 		o->claiming = 1;
 		o->claim_n = n;
+		o->claim_worker = o->worker_id;
 		o->want_claim = 0;
 	}
 }

@@ -32,5 +32,7 @@ int		 outbox_finished(const struct outbox *);
 
 /* Exposed for the unit tests. */
 char		*outbox_signature(const char *, const char *, size_t);
+char		*outbox_url_check(const char *, int, const char *);
+long		 outbox_timeout_ms(json_t *);
 
 #endif /* OUTBOX_H */

@@ -1,18 +1,20 @@
 -- outbox.sql: the dispatcher's side of the outbox: dwa._outbox_claim (due
 -- rows only, SKIP LOCKED between sessions, leases), dwa._outbox_finish
 -- (delivered, retried with backoff and jitter or Retry-After, dead after
--- max_attempts or on a permanent error, late outcomes ignored), dwa._reap
--- handing back the deliveries of expired leases and dead daemons,
--- dwa.outbox_retry, and the grants.
+-- max_attempts or on a permanent error, late outcomes ignored, outcomes
+-- counted only for the claim they answer), onProgress deliveries of one
+-- effect spaced a second apart and kept in order, dwa._reap handing back
+-- the deliveries of expired leases and dead daemons, dwa.outbox_retry
+-- (rendering again a row whose templates failed), and the grants.
 --
 -- No enclosing transaction: the sessions must see each other's commits.
 -- The database is thrown away.
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(57);
+SELECT plan(112);
 
-INSERT INTO dwa.task_types (name, executor) VALUES ('ob.t', 'worker');
+INSERT INTO dwa.task_types (name, executor) VALUES ('ob.t', 'worker'), ('ob.p', 'worker');
 
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
     SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
@@ -49,6 +51,16 @@ $$;
 -- due: rows any claim could take right now.
 CREATE FUNCTION pg_temp.due() RETURNS bigint LANGUAGE sql AS $$
     SELECT count(*) FROM dwa.outbox WHERE status = 'pending' AND next_attempt_at <= now()
+$$;
+-- claim_of: the {id, worker, attempt} a dispatcher reports an outcome
+-- with: the row's current claim (NULL for an unknown row).
+CREATE FUNCTION pg_temp.claim_of(p_id bigint) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('id', id, 'worker', worker_id, 'attempt', attempts)
+      FROM dwa.outbox WHERE id = p_id
+$$;
+-- outcome: an outcome for row p_name under its current claim.
+CREATE FUNCTION pg_temp.outcome(p_name text, p_fields jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT pg_temp.claim_of(pg_temp.id(p_name)) || p_fields
 $$;
 -- delay: how far in the future a row's next attempt is, in seconds, as
 -- seen by the statement that calls it.
@@ -99,7 +111,7 @@ SELECT results_eq(
     'claim: a row due later, an enqueue row, dead and delivered rows are left alone');
 SELECT results_eq($$SELECT status, attempts, worker_id FROM dwa.outbox WHERE id = pg_temp.id('taken')$$,
     $$VALUES ('delivering'::text, 0, 900000)$$, 'claim: a row under another lease is left alone');
-SELECT is(dwa._outbox_finish((SELECT jsonb_agg(jsonb_build_object('id', id, 'ok', true)) FROM c1)), 2,
+SELECT is(dwa._outbox_finish((SELECT jsonb_agg(pg_temp.claim_of(id) || '{"ok":true}') FROM c1)), 2,
     'finish: two deliveries reported ok');
 SELECT results_eq(
     $$SELECT status, delivered_at IS NOT NULL, last_error, lease_until FROM dwa.outbox
@@ -186,16 +198,16 @@ END $do$;
 
 BEGIN;
 SELECT is(dwa._outbox_finish(jsonb_build_array(
-        jsonb_build_object('id', pg_temp.id('r3'), 'ok', false, 'error', 'HTTP 503', 'retryable', true),
-        jsonb_build_object('id', pg_temp.id('cap'), 'ok', false, 'error', 'timeout', 'retryable', true),
-        jsonb_build_object('id', pg_temp.id('dflt'), 'ok', false, 'error', 'connection refused', 'retryable', true,
-            'retryAfterMs', NULL),
-        jsonb_build_object('id', pg_temp.id('after'), 'ok', false, 'error', 'HTTP 429', 'retryable', true,
-            'retryAfterMs', 60000),
-        jsonb_build_object('id', pg_temp.id('after-small'), 'ok', false, 'error', 'HTTP 429', 'retryable', true,
-            'retryAfterMs', 10),
-        jsonb_build_object('id', pg_temp.id('last'), 'ok', false, 'error', 'HTTP 502', 'retryable', true),
-        jsonb_build_object('id', pg_temp.id('perm'), 'ok', false, 'error', 'HTTP 404', 'retryable', false))),
+        pg_temp.outcome('r3', jsonb_build_object('ok', false, 'error', 'HTTP 503', 'retryable', true)),
+        pg_temp.outcome('cap', jsonb_build_object('ok', false, 'error', 'timeout', 'retryable', true)),
+        pg_temp.outcome('dflt', jsonb_build_object('ok', false, 'error', 'connection refused', 'retryable', true,
+            'retryAfterMs', NULL)),
+        pg_temp.outcome('after', jsonb_build_object('ok', false, 'error', 'HTTP 429', 'retryable', true,
+            'retryAfterMs', 60000)),
+        pg_temp.outcome('after-small', jsonb_build_object('ok', false, 'error', 'HTTP 429', 'retryable', true,
+            'retryAfterMs', 10)),
+        pg_temp.outcome('last', jsonb_build_object('ok', false, 'error', 'HTTP 502', 'retryable', true)),
+        pg_temp.outcome('perm', jsonb_build_object('ok', false, 'error', 'HTTP 404', 'retryable', false)))),
     7, 'finish: seven failures recorded');
 SELECT results_eq(
     $$SELECT (pg_temp.row(x)).status, (pg_temp.row(x)).last_error, (pg_temp.row(x)).attempts,
@@ -217,8 +229,8 @@ SELECT ok(pg_temp.delay('dflt') BETWEEN 0.5 AND 1, 'finish: by default the first
 SELECT is(pg_temp.delay('after'), 60::double precision, 'finish: a larger retryAfterMs is honoured exactly');
 SELECT ok(pg_temp.delay('after-small') BETWEEN 2 AND 4, 'finish: a smaller retryAfterMs gives way to the backoff');
 SELECT ok(pg_temp.delay('last') < 0 AND pg_temp.delay('perm') < 0, 'finish: dead rows get no next attempt');
-SELECT is(dwa._outbox_finish((SELECT jsonb_agg(jsonb_build_object('id', id, 'ok', false, 'error', 'HTTP 500',
-        'retryable', true)) FROM dwa.outbox WHERE id IN (SELECT id FROM ids WHERE name LIKE 'jit%'))), 20,
+SELECT is(dwa._outbox_finish((SELECT jsonb_agg(pg_temp.claim_of(id) || jsonb_build_object('ok', false,
+        'error', 'HTTP 500', 'retryable', true)) FROM dwa.outbox WHERE id IN (SELECT id FROM ids WHERE name LIKE 'jit%'))), 20,
     'finish: twenty rows fail after their second attempt');
 SELECT results_eq(
     $$SELECT min(extract(epoch FROM next_attempt_at - now())) >= 10, max(extract(epoch FROM next_attempt_at - now())) <= 20,
@@ -229,9 +241,9 @@ SELECT results_eq(
 COMMIT;
 
 SELECT is(dwa._outbox_finish(jsonb_build_array(
-        jsonb_build_object('id', pg_temp.id('r3'), 'ok', true),
-        jsonb_build_object('id', pg_temp.id('perm'), 'ok', true),
-        jsonb_build_object('id', pg_temp.id('due1'), 'ok', false, 'error', 'late', 'retryable', false),
+        pg_temp.outcome('r3', '{"ok":true}'),
+        pg_temp.outcome('perm', '{"ok":true}'),
+        pg_temp.outcome('due1', '{"ok":false,"error":"late","retryable":false}'),
         jsonb_build_object('id', -1, 'ok', true))), 0,
     'finish: outcomes for rows no longer delivering (pending, dead, delivered, unknown) change nothing');
 SELECT results_eq(
@@ -242,10 +254,166 @@ SELECT results_eq(
 DO $do$ BEGIN
     PERFORM pg_temp.mk('blank', p_status => 'delivering', p_attempts => 1);
 END $do$;
-SELECT is(dwa._outbox_finish(jsonb_build_array(jsonb_build_object('id', pg_temp.id('blank'), 'ok', false))), 1,
+SELECT is(dwa._outbox_finish(jsonb_build_array(pg_temp.outcome('blank', '{"ok":false}'))), 1,
     'finish: a failure without error nor retryable');
 SELECT results_eq($$SELECT status, last_error FROM dwa.outbox WHERE id = pg_temp.id('blank')$$,
     $$VALUES ('dead'::text, 'delivery failed'::text)$$, 'finish: ... is dead, with a generic error');
+UPDATE dwa.outbox SET status = 'delivered' WHERE status = 'pending';
+
+-- ---------------------------------------------------------------------
+-- _outbox_finish counts an outcome only for the claim it answers: the
+-- daemon and the attempt.
+
+SELECT is(pg_temp.due(), 0::bigint, 'claims: nothing else is due');
+DO $do$ BEGIN
+    PERFORM pg_temp.mk('cut');
+END $do$;
+SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(21, 1, '30 seconds')$$,
+    $$VALUES (pg_temp.id('cut'), 1)$$, 'claims: daemon 21 claims a row, attempt 1');
+CREATE TEMP TABLE stale AS
+SELECT 'cut'::text AS name, pg_temp.outcome('cut', '{"ok":false,"error":"HTTP 404","retryable":false}') AS o;
+-- Daemon 21 is cut off for longer than its lease: a reaper hands the row
+-- back and daemon 22 claims it.
+UPDATE dwa.outbox SET lease_until = now() - interval '1 second' WHERE id = pg_temp.id('cut');
+SELECT is(dwa._reap(), 0, 'claims: the reaper runs');
+SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(22, 1, '30 seconds')$$,
+    $$VALUES (pg_temp.id('cut'), 2)$$, 'claims: daemon 22 claims the reaped row, attempt 2');
+SELECT is(dwa._outbox_finish(jsonb_build_array((SELECT o FROM stale WHERE name = 'cut'))), 0,
+    'claims: daemon 21''s late outcome (a 404) changes nothing');
+SELECT is(dwa._outbox_finish(jsonb_build_array(pg_temp.outcome('cut', '{"attempt":1,"ok":true}'))), 0,
+    'claims: ... nor does daemon 22 naming attempt 1');
+SELECT is(dwa._outbox_finish(jsonb_build_array(jsonb_build_object('id', pg_temp.id('cut'), 'ok', true))), 0,
+    'claims: ... nor an outcome naming no claim');
+SELECT results_eq($$SELECT status, worker_id, attempts, lease_until > now(), last_error
+                      FROM dwa.outbox WHERE id = pg_temp.id('cut')$$,
+    $$VALUES ('delivering'::text, 22, 2, true, 'lease expired during delivery'::text)$$,
+    'claims: the row is still delivering under daemon 22''s claim');
+SELECT is(dwa._outbox_finish(jsonb_build_array(pg_temp.outcome('cut', '{"ok":true}'))), 1,
+    'claims: daemon 22''s outcome counts');
+SELECT results_eq($$SELECT status, attempts, last_error FROM dwa.outbox WHERE id = pg_temp.id('cut')$$,
+    $$VALUES ('delivered'::text, 2, NULL::text)$$, 'claims: ... the row is delivered');
+
+-- The same daemon claims a row it lost: its first claim's outcome is stale.
+DO $do$ BEGIN
+    PERFORM pg_temp.mk('again');
+END $do$;
+SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(21, 1, '30 seconds')$$,
+    $$VALUES (pg_temp.id('again'), 1)$$, 'claims: daemon 21 claims another row');
+INSERT INTO stale SELECT 'again', pg_temp.outcome('again', '{"ok":false,"error":"HTTP 410","retryable":false}');
+UPDATE dwa.outbox SET lease_until = now() - interval '1 second' WHERE id = pg_temp.id('again');
+SELECT is(dwa._reap(), 0, 'claims: the reaper hands it back');
+SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(21, 1, '30 seconds')$$,
+    $$VALUES (pg_temp.id('again'), 2)$$, 'claims: daemon 21 claims it again, attempt 2');
+SELECT is(dwa._outbox_finish(jsonb_build_array((SELECT o FROM stale WHERE name = 'again'))), 0,
+    'claims: the outcome of its first claim changes nothing');
+SELECT is(dwa._outbox_finish(jsonb_build_array(pg_temp.outcome('again', '{"ok":true}'))), 1,
+    'claims: the outcome of its second claim counts');
+
+-- A lease that ran out with no reaper yet: nobody else claimed the row,
+-- so the outcome is still the truth about it (refusing it would only
+-- deliver again).
+DO $do$ BEGIN
+    PERFORM pg_temp.mk('late');
+END $do$;
+SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(23, 1, '30 seconds')$$,
+    $$VALUES (pg_temp.id('late'), 1)$$, 'claims: daemon 23 claims a row');
+UPDATE dwa.outbox SET lease_until = now() - interval '1 second' WHERE id = pg_temp.id('late');
+SELECT is(dwa._outbox_finish(jsonb_build_array(pg_temp.outcome('late', '{"ok":true}'))), 1,
+    'claims: its outcome after the lease ran out, before any reaper, counts');
+SELECT results_eq($$SELECT (pg_temp.row(x)).status FROM unnest(ARRAY['cut', 'again', 'late']) x$$,
+    $$VALUES ('delivered'::text), ('delivered'), ('delivered')$$, 'claims: all three are delivered');
+
+-- ---------------------------------------------------------------------
+-- onProgress: deliveries of one effect of a task go one at a time, in
+-- order, a second apart, the last value winning.
+
+INSERT INTO ids SELECT 'ptask', dwa.submit($${"type":"ob.p",
+    "onProgress":[{"$event":"webhook","url":"http://127.0.0.1:9/p","body":{"p":"{{progress}}"}}]}$$::jsonb);
+CREATE TEMP TABLE prun AS SELECT run_id FROM dwa.claim('ob-w', ARRAY['ob.p'], 1);
+-- report: a progress report of the task's run.
+CREATE FUNCTION pg_temp.report(p numeric) RETURNS boolean LANGUAGE sql AS $$
+    SELECT dwa.progress((SELECT run_id FROM prun), p)
+$$;
+-- prog: the task's onProgress rows, oldest first: "status value, ...".
+CREATE FUNCTION pg_temp.prog() RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(status || ' ' || (effect #>> '{body,p}'), ', ' ORDER BY id)
+      FROM dwa.outbox WHERE task_id = pg_temp.id('ptask')
+$$;
+-- prow: the task's nth onProgress row.
+CREATE FUNCTION pg_temp.prow(n integer) RETURNS dwa.outbox LANGUAGE sql AS $$
+    SELECT * FROM dwa.outbox WHERE task_id = pg_temp.id('ptask') ORDER BY id OFFSET n - 1 LIMIT 1
+$$;
+-- pdue: make the task's pending onProgress rows due, as time would.
+CREATE FUNCTION pg_temp.pdue() RETURNS void LANGUAGE sql AS $$
+    UPDATE dwa.outbox SET next_attempt_at = now() - interval '1 millisecond'
+     WHERE task_id = pg_temp.id('ptask') AND status = 'pending'
+$$;
+-- pdelay: how far in the future the nth row's next attempt is, in seconds.
+CREATE FUNCTION pg_temp.pdelay(n integer) RETURNS double precision LANGUAGE sql AS $$
+    SELECT extract(epoch FROM (pg_temp.prow(n)).next_attempt_at - now())
+$$;
+-- pclaim: claim what is due, as daemon 31: "id:attempt value, ..." (or '-').
+CREATE FUNCTION pg_temp.pclaim() RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(c.attempts || ' ' || (c.effect #>> '{body,p}'), ', ' ORDER BY c.id), '-')
+      FROM dwa._outbox_claim(31, 10, '30 seconds') c
+$$;
+-- pend: record outcome p_fields for the nth row, under its claim.
+CREATE FUNCTION pg_temp.pend(n integer, p_fields jsonb) RETURNS integer LANGUAGE sql AS $$
+    SELECT dwa._outbox_finish(jsonb_build_array(pg_temp.claim_of((pg_temp.prow(n)).id) || p_fields))
+$$;
+
+SELECT is(pg_temp.due(), 0::bigint, 'progress: nothing else is due');
+SELECT ok(pg_temp.report(10), 'progress: a report');
+SELECT is(pg_temp.pclaim(), '1 10', 'progress: its delivery is claimed at once');
+SELECT ok(pg_temp.report(20) AND pg_temp.report(30), 'progress: two reports while it is in flight');
+SELECT results_eq($$SELECT pg_temp.prog(), pg_temp.pdelay(2) BETWEEN 0.5 AND 1$$,
+    $$VALUES ('delivering 10, pending 30'::text, true)$$,
+    'progress: one new row, with the last value, due in a second');
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '-', 'progress: while the first is in flight, the next is not claimed');
+SELECT results_eq($$SELECT pg_temp.prog(), pg_temp.pdelay(2) BETWEEN 0.5 AND 1$$,
+    $$VALUES ('delivering 10, pending 30'::text, true)$$, 'progress: ... but looked at again a second later');
+SELECT is(pg_temp.pend(1, '{"ok":true}'), 1, 'progress: the first is delivered');
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '-', 'progress: the next is not claimed within a second of that');
+SELECT results_eq(
+    $$SELECT pg_temp.prog(), (pg_temp.prow(2)).next_attempt_at = (pg_temp.prow(1)).delivered_at + interval '1 second'$$,
+    $$VALUES ('delivered 10, pending 30'::text, true)$$,
+    'progress: ... but due a second after the first was delivered');
+UPDATE dwa.outbox SET delivered_at = delivered_at - interval '1 second' WHERE id = (pg_temp.prow(1)).id;
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '1 30', 'progress: a second later it is claimed');
+
+SELECT ok(pg_temp.report(40), 'progress: a report while it is in flight');
+SELECT is(pg_temp.pend(2, '{"ok":false,"error":"HTTP 503","retryable":true}'), 1,
+    'progress: the delivery fails, to be retried');
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '2 30', 'progress: the retry is claimed; the newer row is not');
+SELECT results_eq($$SELECT pg_temp.prog(), pg_temp.pdelay(3) BETWEEN 0.5 AND 1$$,
+    $$VALUES ('delivered 10, delivering 30, pending 40'::text, true)$$,
+    'progress: the newer row waits behind the retry, so nothing overtakes it');
+SELECT is(pg_temp.pend(2, '{"ok":false,"error":"HTTP 503","retryable":true}'), 1,
+    'progress: the retry fails, to be retried again');
+SELECT ok(pg_temp.report(50), 'progress: a report meanwhile');
+SELECT results_eq($$SELECT pg_temp.prog(), (pg_temp.prow(2)).next_attempt_at > now()$$,
+    $$VALUES ('delivered 10, pending 30, pending 50'::text, true)$$, 'progress: ... goes to the newer row');
+UPDATE dwa.outbox SET next_attempt_at = now() - interval '1 millisecond' WHERE id = (pg_temp.prow(3)).id;
+SELECT is(pg_temp.pclaim(), '-', 'progress: the newer row is not claimed while the retry waits');
+SELECT ok((pg_temp.prow(3)).next_attempt_at = (pg_temp.prow(2)).next_attempt_at + interval '1 second',
+    'progress: ... it is due a second after the retry');
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '3 30', 'progress: the retry is claimed');
+SELECT is(pg_temp.pend(2, '{"ok":false,"error":"HTTP 404","retryable":false}'), 1,
+    'progress: and fails for good');
+SELECT pg_temp.pdue();
+SELECT is(pg_temp.pclaim(), '1 50', 'progress: after a dead delivery the next goes at once');
+SELECT is(pg_temp.pend(3, '{"ok":true}'), 1, 'progress: and is delivered');
+SELECT ok(pg_temp.report(60), 'progress: a report after that');
+SELECT results_eq(
+    $$SELECT pg_temp.prog(), (pg_temp.prow(4)).next_attempt_at = (pg_temp.prow(3)).delivered_at + interval '1 second'$$,
+    $$VALUES ('delivered 10, dead 30, delivered 50, pending 60'::text, true)$$,
+    'progress: a new row, due a second after the last delivery');
+SELECT ok(dwa.complete((SELECT run_id FROM prun), '{}'), 'progress: the task completes');
 UPDATE dwa.outbox SET status = 'delivered' WHERE status = 'pending';
 
 -- ---------------------------------------------------------------------
@@ -283,7 +451,7 @@ SELECT results_eq($$SELECT status, worker_id FROM dwa.outbox WHERE id = pg_temp.
 SELECT results_eq($$SELECT id, attempts FROM dwa._outbox_claim(3, 10, '30 seconds') ORDER BY id$$,
     $$VALUES (pg_temp.id('expired'), 3), (pg_temp.id('orphan'), 2)$$,
     'reap: the reaped rows are claimed again, as their next attempt');
-SELECT is(dwa._outbox_finish((SELECT jsonb_agg(jsonb_build_object('id', id, 'ok', true)) FROM dwa.outbox
+SELECT is(dwa._outbox_finish((SELECT jsonb_agg(pg_temp.claim_of(id) || '{"ok":true}') FROM dwa.outbox
                                WHERE worker_id = 3 AND status = 'delivering')), 2,
     'reap: and delivered');
 
@@ -320,6 +488,50 @@ SELECT throws_ok('SELECT dwa.outbox_retry(987654321)', 'P0002', 'outbox row 9876
     'outbox_retry of an unknown row');
 SELECT results_eq($$SELECT status FROM dwa.outbox WHERE id IN (pg_temp.id('delivered'), pg_temp.id('dead-enq')) ORDER BY id$$,
     $$VALUES ('delivered'::text), ('dead')$$, 'outbox_retry: the refused rows are unchanged');
+
+-- A dead row never attempted: its templates failed when the task fired it,
+-- and it holds the effect as written.  Retrying renders it again from the
+-- task as it is now.
+INSERT INTO ids SELECT 'rf', dwa.submit($${"type":"ob.p",
+    "onSuccess":[{"$event":"webhook","url":"http://127.0.0.1:9/rf/{{task.id}}","body":{"x":"{{result.nope}}"}}]}$$::jsonb);
+SELECT ok(dwa.complete((SELECT run_id FROM dwa.claim('ob-w', ARRAY['ob.p'], 1)), '{"a":1}'),
+    'outbox_retry: a task whose onSuccess template has no value completes');
+INSERT INTO ids SELECT 'rfrow', id FROM dwa.outbox WHERE task_id = pg_temp.id('rf');
+CREATE TEMP TABLE rf_before AS SELECT * FROM dwa.outbox WHERE id = pg_temp.id('rfrow');
+SELECT results_eq($$SELECT status, attempts, effect, last_error FROM rf_before$$,
+    $$VALUES ('dead'::text, 0,
+              '{"$event":"webhook","url":"http://127.0.0.1:9/rf/{{task.id}}","body":{"x":"{{result.nope}}"}}'::jsonb,
+              'onSuccess[0]: template "{{result.nope}}" has no value'::text)$$,
+    'outbox_retry: its row is dead, never attempted, the effect as written');
+SELECT throws_ok(format('SELECT dwa.outbox_retry(%s)', pg_temp.id('rfrow')), '22023',
+    format('outbox row %s cannot be rendered from task %s: onSuccess[0]: template "{{result.nope}}" has no value',
+        pg_temp.id('rfrow'), pg_temp.id('rf')),
+    'outbox_retry of a row whose templates still have no value says why');
+SELECT results_eq($$SELECT status, attempts, effect, last_error, next_attempt_at, delivery_id
+                      FROM dwa.outbox WHERE id = pg_temp.id('rfrow')$$,
+    $$SELECT status, attempts, effect, last_error, next_attempt_at, delivery_id FROM rf_before$$,
+    'outbox_retry: ... and leaves the row as it was: dead, unrendered');
+SELECT is((SELECT count(*) FROM dwa._outbox_claim(41, 10, '30 seconds')), 0::bigint,
+    'outbox_retry: ... nothing to deliver');
+UPDATE dwa.tasks SET result = '{"a":1,"nope":5}' WHERE id = pg_temp.id('rf');
+SELECT is(dwa.outbox_retry(pg_temp.id('rfrow')), true, 'outbox_retry once the task has the value');
+SELECT results_eq($$SELECT status, attempts, effect, delivery_id, next_attempt_at <= now()
+                      FROM dwa.outbox WHERE id = pg_temp.id('rfrow')$$,
+    format($$SELECT 'pending'::text, 0, '{"$event":"webhook","url":"http://127.0.0.1:9/rf/%s","method":"POST",
+                     "headers":{},"body":{"x":5},"timeoutMs":10000}'::jsonb, delivery_id, true FROM rf_before$$,
+        pg_temp.id('rf')),
+    'outbox_retry: the row is pending, rendered from the task, with its delivery id');
+SELECT results_eq($$SELECT id, effect ->> 'url' FROM dwa._outbox_claim(41, 10, '30 seconds')$$,
+    format($$VALUES (pg_temp.id('rfrow'), 'http://127.0.0.1:9/rf/%s'::text)$$, pg_temp.id('rf')),
+    'outbox_retry: the dispatcher gets the rendered effect');
+UPDATE dwa.outbox SET status = 'delivered' WHERE id = pg_temp.id('rfrow');
+DO $do$ BEGIN
+    PERFORM pg_temp.mk('taskless', p_status => 'dead');
+END $do$;
+SELECT throws_ok(format('SELECT dwa.outbox_retry(%s)', pg_temp.id('taskless')), '55000',
+    format('outbox row %s: its task is gone, so its templates cannot be rendered again', pg_temp.id('taskless')),
+    'outbox_retry of a never attempted row without its task');
+SELECT is((pg_temp.row('taskless')).status, 'dead', 'outbox_retry: ... which stays dead');
 
 -- ---------------------------------------------------------------------
 -- Grants.
