@@ -186,15 +186,20 @@ COMMENT ON FUNCTION dwa._outbox_backoff(jsonb, integer) IS
 -- the task summary, for lifecycle point p_hook; NULLs when the task is gone.
 CREATE OR REPLACE FUNCTION dwa._effect_context(p_task_id bigint, p_hook text,
     OUT ctx jsonb, OUT summary jsonb)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
+BEGIN
+    -- PL/pgSQL for its cached plan: as an SQL function it was planned at
+    -- each call, a third of a millisecond per task with effects.
     SELECT jsonb_build_object('payload', t.payload,
                'task', jsonb_build_object('id', t.id, 'type', t.type, 'status', t.status),
                'result', t.result, 'error', t.error, 'progress', t.progress),
            jsonb_build_object('taskId', t.id, 'type', t.type, 'status', t.status,
                'progress', t.progress, 'result', t.result, 'error', t.error, 'queue', t.queue,
                'hook', p_hook)
-      FROM dwa.tasks t WHERE t.id = p_task_id
+      INTO ctx, summary
+      FROM dwa.tasks t WHERE t.id = p_task_id;
+END
 $$;
 COMMENT ON FUNCTION dwa._effect_context(bigint, text) IS
     'The template context of a task''s effects and its default webhook body (the task summary)';
