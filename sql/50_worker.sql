@@ -39,7 +39,9 @@ COMMENT ON TYPE dwa.claimed IS
 -- the pace, and most runs end within a millisecond, when the end marks
 -- the task anyway.  dwad calls this (p_wait) on its connection for ends
 -- for the runs still going some milliseconds after their claim, holding
--- no other lock, so it waits for a locked row rather than miss it.
+-- no other lock, so it waits for a locked row rather than miss it.  UIs
+-- hear 'running' for each task marked and 'step_started' for each step
+-- still running: so not of runs that ended within those milliseconds.
 CREATE OR REPLACE FUNCTION dwa._tasks_started(p_steps bigint[], p_wait boolean)
 RETURNS void
 LANGUAGE plpgsql
@@ -57,11 +59,21 @@ BEGIN
                           WHERE t.id = ANY (v_tasks) AND t.status = 'queued'
                             FOR UPDATE SKIP LOCKED);
     END IF;
-    UPDATE dwa.tasks t
-       SET status = 'running',
-           started_at = coalesce(t.started_at,
-               (SELECT min(s.started_at) FROM dwa.steps s WHERE s.task_id = t.id), now())
-     WHERE t.id = ANY (v_tasks) AND t.status = 'queued';
+    WITH m AS (
+        UPDATE dwa.tasks t
+           SET status = 'running',
+               started_at = coalesce(t.started_at,
+                   (SELECT min(s.started_at) FROM dwa.steps s WHERE s.task_id = t.id), now())
+         WHERE t.id = ANY (v_tasks) AND t.status = 'queued'
+        RETURNING t.id
+    )
+    SELECT array_agg(m.id ORDER BY m.id) INTO v_tasks FROM m;
+    -- For UIs: the tasks that started, then the steps still running.
+    PERFORM dwa._event(x, NULL, 'running') FROM unnest(v_tasks) x;
+    PERFORM dwa._event(s.task_id, s.step_id, 'step_started')
+       FROM dwa.steps s
+      WHERE s.id = ANY (p_steps) AND s.status IS NOT DISTINCT FROM 'running'
+      ORDER BY s.task_id, s.step_index, s.item_index;
 END
 $$;
 COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS

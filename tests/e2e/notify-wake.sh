@@ -24,7 +24,7 @@
 # counted, and delivered after it: notifications arrive in commit order)
 # delimits what belongs to each check.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 16
+plan 17
 
 db_setup
 sql "INSERT INTO dwa.task_types (name, executor) VALUES ('nw.work', 'worker'),
@@ -83,8 +83,16 @@ for line in open(path, encoding="utf-8", errors="replace"):
 EOF
 }
 nnotes() { notes "$@" | wc -l | tr -d ' '; }
-# events TASK: the events of TASK between e0 and e1, separated by '|'.
-events() { notes dwa_events e0 e1 "$1" | tr '\n' '|' | sed 's/|$//'; }
+# events TASK [all]: the events of TASK between e0 and e1, separated by
+# '|'; without all, not 'running' and 'step_started', which dwad sends
+# only for runs still going 20 ms after their claim.
+events() {
+	if [ "${2:-}" = all ]; then
+		notes dwa_events e0 e1 "$1"
+	else
+		notes dwa_events e0 e1 "$1" | grep -v '"event":"\(running\|step_started\)"'
+	fi | tr '\n' '|' | sed 's/|$//'
+}
 
 # --- 1. dwa_wake ------------------------------------------------------------------------
 
@@ -118,7 +126,8 @@ A=$(submit '{"type": "noop"}')
 B=$(submit '{"type": "nw.flow", "steps": [{"id": "a", "task": "echo", "input": {"x": 1}},
     {"id": "b", "task": "echo"}]}')
 C=$(submit '{"type": "fail", "payload": {"message": "nope"}, "retry": {"attempts": 1}}')
-wait_until 20 sql_true "SELECT count(*) = 3 FROM dwa.tasks WHERE id IN ($A, $B, $C)
+D=$(submit '{"type": "sleep", "payload": {"ms": 300}}')
+wait_until 20 sql_true "SELECT count(*) = 4 FROM dwa.tasks WHERE id IN ($A, $B, $C, $D)
     AND status IN ('completed', 'failed')"
 is "$(task_status "$A") $(task_status "$B") $(task_status "$C")" "completed completed failed" \
     "dwad ran the three tasks"
@@ -140,8 +149,10 @@ is "$(events "$B")" "{\"event\":\"step_succeeded\",\"step_id\":\"a\",\"task_id\"
     "a pipeline: step_succeeded a, step_succeeded b, then completed"
 is "$(events "$C")" "{\"data\":\"nope\",\"event\":\"step_failed\",\"step_id\":\"0\",\"task_id\":$C}|{\"data\":\"step \\\"0\\\": nope\",\"event\":\"failed\",\"task_id\":$C}" \
     "a failing step: step_failed with its error, then failed with the task's"
-is "$(events "$W")" "{\"data\":{\"data\":{\"frame\":120},\"progress\":45},\"event\":\"progress\",\"step_id\":\"0\",\"task_id\":$W}|{\"event\":\"completed\",\"task_id\":$W}" \
-    "an external worker: progress with {\"progress\": 45, \"data\": ...}, then completed"
+is "$(events "$D" all)" "{\"event\":\"running\",\"task_id\":$D}|{\"event\":\"step_started\",\"step_id\":\"0\",\"task_id\":$D}|{\"event\":\"completed\",\"task_id\":$D}" \
+    "a run of 300 ms: running and step_started (20 ms after the claim), then completed"
+is "$(events "$W" all)" "{\"event\":\"running\",\"task_id\":$W}|{\"event\":\"step_started\",\"step_id\":\"0\",\"task_id\":$W}|{\"data\":{\"data\":{\"frame\":120},\"progress\":45},\"event\":\"progress\",\"step_id\":\"0\",\"task_id\":$W}|{\"event\":\"completed\",\"task_id\":$W}" \
+    "an external worker: running and step_started at the claim, progress with {\"progress\": 45, \"data\": ...}, then completed"
 is "$(events "$X")" "{\"event\":\"cancelled\",\"task_id\":$X}|{\"event\":\"retried\",\"task_id\":$X}" \
     "cancel, then retry: cancelled, retried"
 is "$(notes dwa_events e0 e1 | python3 -c 'import json, sys
