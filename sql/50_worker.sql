@@ -624,6 +624,12 @@ COMMENT ON FUNCTION dwa._lock_class() IS 'First key of the daemons'' session adv
 
 -- _renew: a daemon extends the leases of its runs (and adopts them after a
 -- reconnect); returns the run ids it no longer holds, to abort them.
+--
+-- SKIP LOCKED: a step row locked by one of the daemon's batches of ends,
+-- on another of its connections, is being finished; waiting for it while
+-- holding the rows renewed so far could deadlock with that batch.  Such a
+-- run is not lost: lost are the runs that no running step holds with its
+-- lease in force, as this statement sees them.
 CREATE OR REPLACE FUNCTION dwa._renew(p_worker integer, p_run_ids bigint[],
     p_lease interval)
 RETURNS bigint[]
@@ -631,14 +637,20 @@ LANGUAGE sql
 AS $$
     WITH w AS (
         UPDATE dwa.workers SET last_seen = now() WHERE id = p_worker RETURNING id
+    ), l AS (
+        SELECT s.id FROM dwa.steps s
+         WHERE s.run_id = ANY (p_run_ids) AND s.status = 'running'
+           AND s.lease_until >= now()
+           FOR UPDATE SKIP LOCKED
     ), u AS (
-        UPDATE dwa.steps SET lease_until = now() + p_lease, worker_id = p_worker
-         WHERE run_id = ANY (p_run_ids) AND status = 'running'
-           AND lease_until >= now()
-        RETURNING run_id
+        UPDATE dwa.steps s SET lease_until = now() + p_lease, worker_id = p_worker
+         WHERE s.id = ANY (ARRAY(SELECT l.id FROM l))
     )
-    SELECT coalesce(array_agg(l.x ORDER BY l.x), '{}')
-      FROM (SELECT unnest(p_run_ids) EXCEPT SELECT run_id FROM u) l(x)
+    SELECT coalesce(array_agg(x ORDER BY x), '{}')
+      FROM unnest(p_run_ids) x
+     WHERE NOT EXISTS (SELECT 1 FROM dwa.steps s
+                        WHERE s.run_id = x AND s.status = 'running'
+                          AND s.lease_until >= now())
 $$;
 COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
     'Extend a daemon''s leases; returns the run ids it lost';

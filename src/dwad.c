@@ -425,10 +425,10 @@ main(int argc, char **argv)
 	struct event_base	*base;
 	struct event		*ev_term, *ev_int, *ev_hup;
 	struct http		*http;
-	struct db		*work, *listen, *finish;
+	struct db		*work, *listen, *finish[SCHED_LANES];
 	const char		*url = NULL, *log_path = NULL, *tasks = NULL;
 	char			*name = NULL, host[256], *cause = NULL;
-	int			 ch, level = LOG_INFO, keep_workdirs = 0;
+	int			 ch, i, level = LOG_INFO, keep_workdirs = 0;
 	const char		*workdir;
 
 	while ((ch = getopt_long(argc, argv, "n:c:t:T:Q:l:vqVh", longopts,
@@ -547,10 +547,13 @@ main(int argc, char **argv)
 	dwad_sched = sched_create(base, work, &cfg);
 	dwad_outbox = outbox_create(base, work, http, &ocfg);
 	db_set_state_cb(work, dwad_work_state_cb, NULL);
-	/* Ends of runs are recorded beside the claims, on a second server
-	 * process. */
-	finish = db_create(base, url, "finish", NULL, NULL);
-	sched_set_finish_db(dwad_sched, finish);
+	/* Ends of runs are recorded beside the claims, on server processes
+	 * of their own. */
+	for (i = 0; i < SCHED_LANES; i++) {
+		finish[i] = db_create(base, url, i == 0 ? "finish" :
+		    "finish2", NULL, NULL);
+		sched_set_finish_db(dwad_sched, i, finish[i]);
+	}
 	listen = db_create(base, url, "listen", dwad_listen_state_cb,
 	    dwad_sched);
 	db_listen(listen, "dwa_wake", dwad_notify_cb, dwad_sched);
@@ -565,7 +568,8 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 
 	db_start(work);
-	db_start(finish);
+	for (i = 0; i < SCHED_LANES; i++)
+		db_start(finish[i]);
 	db_start(listen);
 	while (!dwad_exiting) {
 		event_base_loop(base, EVLOOP_ONCE);
@@ -584,7 +588,8 @@ main(int argc, char **argv)
 	outbox_free(dwad_outbox);
 	http_free(http);
 	db_free(listen);
-	db_free(finish);
+	for (i = 0; i < SCHED_LANES; i++)
+		db_free(finish[i]);
 	db_free(work);
 	event_base_free(base);
 	curl_global_cleanup();

@@ -33,6 +33,9 @@
 #include "util.h"
 #include "xmalloc.h"
 
+/* The most ends of runs recorded by one statement. */
+#define SCHED_ENDS_MAX	4096
+
 /* Mark the tasks of runs still going this long after their claim. */
 #define SCHED_MARK_MS	20
 
@@ -57,19 +60,30 @@ struct run {
 };
 TAILQ_HEAD(runs, run);
 
+/*
+ * The ends of runs are recorded on SCHED_LANES connections beside the work
+ * connection, a task's always on the same one (task id modulo the lanes):
+ * batches of ends on two server processes at once, never two of one task,
+ * and a run's progress, streamed events and end in that order on one.
+ */
+struct lane {
+	struct sched		*sched;
+	struct db		*db;		/* may be NULL: the work connection */
+	struct db		*used;		/* where the ends in flight went */
+	json_t			*pending;	/* ends not yet sent */
+	json_t			*finishing;	/* ends in flight */
+};
+
 struct sched {
 	struct event_base	*base;
 	struct db		*db;
-	struct db		*fdb;		/* for ends, beside claims; may be NULL */
-	struct db		*fdb_used;	/* where the ends in flight went */
+	struct lane		 lanes[SCHED_LANES];
 	struct sched_config	 cfg;
 	int			 worker_id;	/* 0 until registered */
 	int			 ready_logged;
 
 	struct runs		 runs;
 	int			 nruns;
-	json_t			*pending;	/* ends not yet sent */
-	json_t			*finishing;	/* ends in flight */
 
 	int			 want_claim;
 	int			 claiming;	/* claims in flight */
@@ -108,15 +122,35 @@ struct sched {
 static void	run_exec_done(void *, enum exec_outcome, json_t *, const char *);
 static void	sched_claim_group(struct sched *, int);
 
+/* A lane's connection when it is up, else the work connection. */
+static struct db *
+lane_db(struct lane *l)
+{
+	return (l->db != NULL && db_is_up(l->db) ? l->db : l->sched->db);
+}
+
+/* The lane of a task's runs. */
+static struct lane *
+sched_lane(struct sched *s, int64_t task_id)
+{
+	return (&s->lanes[(uint64_t)task_id % SCHED_LANES]);
+}
+
 /*
- * The connection for what runs report: progress, streamed events and their
- * ends, in that order (one connection keeps it).  It is the one beside the
- * work connection when that is up.
+ * The connection for what a run reports: progress, streamed events and its
+ * end, in that order (one connection keeps it).
  */
+static struct db *
+run_db(struct run *run)
+{
+	return (lane_db(sched_lane(run->sched, run->task_id)));
+}
+
+/* The connection for lease renewals: the first lane's. */
 static struct db *
 sched_ends_db(struct sched *s)
 {
-	return (s->fdb != NULL && db_is_up(s->fdb) ? s->fdb : s->db);
+	return (lane_db(&s->lanes[0]));
 }
 
 static void
@@ -187,7 +221,7 @@ run_end(struct run *run, enum exec_outcome outcome, json_t *output,
 	if (retry_after_ms >= 0)
 		json_object_set_new(end, "retryAfterMs",
 		    json_integer(retry_after_ms));
-	json_array_append_new(s->pending, end);
+	json_array_append_new(sched_lane(s, run->task_id)->pending, end);
 	if (outcome == EXEC_OK)
 		run_log(LOG_INFO, run, "succeeded in %" PRId64 " ms",
 		    util_now_ms() - run->started_ms);
@@ -237,7 +271,7 @@ run_progress(void *arg, int progress)
 	snprintf(pct, sizeof pct, "%d", progress);
 	params[0] = id;
 	params[1] = pct;
-	db_query(sched_ends_db(run->sched), "SELECT dwa.progress($1::bigint, "
+	db_query(run_db(run), "SELECT dwa.progress($1::bigint, "
 	    "$2::numeric)", 2, params, NULL, NULL);
 }
 
@@ -255,7 +289,7 @@ run_event(void *arg, const char *event, json_t *data)
 	params[0] = id;
 	params[1] = event;
 	params[2] = body;
-	db_query(sched_ends_db(run->sched), "SELECT dwa.stream($1::bigint, $2, "
+	db_query(run_db(run), "SELECT dwa.stream($1::bigint, $2, "
 	    "$3::jsonb)", 3, params, NULL, NULL);
 	free(body);
 }
@@ -638,54 +672,82 @@ sched_claim_group(struct sched *s, int first_group)
 }
 
 static void
-sched_finish_cb(PGresult *res, const char *error, void *arg)
+lane_finish_cb(PGresult *res, const char *error, void *arg)
 {
-	struct sched	*s = arg;
+	struct lane	*l = arg;
 
 	if (res == NULL) {
-		if (!db_is_up(s->fdb_used)) {
+		if (!db_is_up(l->used)) {
 			/* Resend after the reconnect, oldest first. */
-			json_array_extend(s->finishing, s->pending);
-			json_decref(s->pending);
-			s->pending = s->finishing;
+			json_array_extend(l->finishing, l->pending);
+			json_decref(l->pending);
+			l->pending = l->finishing;
 		} else {
 			log_error("recording %zu run ends failed: %s",
-			    json_array_size(s->finishing), error);
-			json_decref(s->finishing);
+			    json_array_size(l->finishing), error);
+			json_decref(l->finishing);
 		}
-		s->finishing = NULL;
+		l->finishing = NULL;
 		return;
 	}
 	/* A PostgreSQL array of the run ids whose ends were refused. */
 	if (strcmp(PQgetvalue(res, 0, 0), "{}") != 0)
 		log_info("ends refused (lease lost or task cancelled): runs %s",
 		    PQgetvalue(res, 0, 0));
-	json_decref(s->finishing);
-	s->finishing = NULL;
+	json_decref(l->finishing);
+	l->finishing = NULL;
 	/* Dependents may have become ready. */
-	s->want_claim = 1;
+	l->sched->want_claim = 1;
 }
 
 /*
- * Record the ends of runs.  They go on a connection of their own when it
- * is up, so that a claim and a batch of ends run at the same time, on two
- * server processes; else on the work connection.
+ * Record a lane's ends, at most SCHED_ENDS_MAX a statement, oldest first:
+ * the task locks of a batch are held until it commits, and libpq keeps its
+ * buffers as large as the largest message it has sent.
  */
+static void
+lane_finish(struct lane *l)
+{
+	json_t		*batch, *rest;
+	char		*body;
+	const char	*params[1];
+	size_t		 i;
+
+	batch = l->pending;
+	rest = json_array();
+	if (json_array_size(batch) > SCHED_ENDS_MAX) {
+		batch = json_array();
+		for (i = 0; i < json_array_size(l->pending); i++)
+			json_array_append(i < SCHED_ENDS_MAX ? batch : rest,
+			    json_array_get(l->pending, i));
+	}
+	l->used = lane_db(l);
+	body = json_dumps(batch, EXEC_JSON_FLAGS);
+	params[0] = body;
+	if (db_query(l->used, "SELECT dwa._finish_batch($1::jsonb)", 1,
+	    params, lane_finish_cb, l) == 0) {
+		if (batch != l->pending)
+			json_decref(l->pending);
+		l->finishing = batch;
+		l->pending = rest;
+	} else {
+		if (batch != l->pending)
+			json_decref(batch);
+		json_decref(rest);
+	}
+	free(body);
+}
+
+/* Record the ends of runs of each lane not busy with a batch already. */
 static void
 sched_finish(struct sched *s)
 {
-	char		*body;
-	const char	*params[1];
+	struct lane	*l;
 
-	s->fdb_used = sched_ends_db(s);
-	body = json_dumps(s->pending, EXEC_JSON_FLAGS);
-	params[0] = body;
-	if (db_query(s->fdb_used, "SELECT dwa._finish_batch($1::jsonb)", 1,
-	    params, sched_finish_cb, s) == 0) {
-		s->finishing = s->pending;
-		s->pending = json_array();
+	for (l = s->lanes; l < s->lanes + SCHED_LANES; l++) {
+		if (l->finishing == NULL && json_array_size(l->pending) > 0)
+			lane_finish(l);
 	}
-	free(body);
 }
 
 /* A PostgreSQL array literal of ids, built up one id at a time. */
@@ -731,6 +793,7 @@ static char *
 sched_held_ids(struct sched *s)
 {
 	struct idlist	 l;
+	struct lane	*ln;
 	struct run	*run;
 	json_t		*v;
 	size_t		 i;
@@ -738,10 +801,13 @@ sched_held_ids(struct sched *s)
 	idlist_init(&l);
 	TAILQ_FOREACH(run, &s->runs, entry)
 		idlist_add(&l, run->run_id);
-	json_array_foreach(s->pending, i, v)
-		idlist_add(&l, json_integer_value(json_object_get(v, "run")));
-	if (s->finishing != NULL) {
-		json_array_foreach(s->finishing, i, v)
+	for (ln = s->lanes; ln < s->lanes + SCHED_LANES; ln++) {
+		json_array_foreach(ln->pending, i, v)
+			idlist_add(&l, json_integer_value(json_object_get(v,
+			    "run")));
+		if (ln->finishing == NULL)
+			continue;
+		json_array_foreach(ln->finishing, i, v)
 			idlist_add(&l, json_integer_value(json_object_get(v,
 			    "run")));
 	}
@@ -756,44 +822,53 @@ sched_held_ids(struct sched *s)
 static void
 sched_mark_cb(PGresult *res, const char *error, void *arg)
 {
-	struct sched	*s = arg;
+	struct lane	*l = arg;
+	struct sched	*s = l->sched;
 	struct run	*run;
 	struct timeval	 tv = { 0, SCHED_MARK_MS * 1000 };
 
 	if (res != NULL)
 		return;
-	if (db_is_up(sched_ends_db(s)))
+	if (db_is_up(lane_db(l)))
 		log_error("marking tasks running failed: %s", error);
 	/* Again, later: marking a task twice changes nothing. */
-	TAILQ_FOREACH(run, &s->runs, entry)
-		run->marked = 0;
+	TAILQ_FOREACH(run, &s->runs, entry) {
+		if (sched_lane(s, run->task_id) == l)
+			run->marked = 0;
+	}
 	if (!TAILQ_EMPTY(&s->runs))
 		evtimer_add(s->mark_ev, &tv);
 }
 
+/* Mark the tasks of the runs not marked yet, on their lanes. */
 static void
 sched_mark_timer_cb(evutil_socket_t fd __unused, short events __unused,
     void *arg)
 {
 	struct sched	*s = arg;
-	struct idlist	 l;
+	struct idlist	 ids[SCHED_LANES];
 	struct run	*run;
 	const char	*params[1];
-	int		 n = 0;
+	int		 i, n[SCHED_LANES] = { 0 };
 
-	idlist_init(&l);
+	for (i = 0; i < SCHED_LANES; i++)
+		idlist_init(&ids[i]);
 	TAILQ_FOREACH(run, &s->runs, entry) {
 		if (run->marked)
 			continue;
 		run->marked = 1;
-		idlist_add(&l, run->id);
-		n++;
+		i = sched_lane(s, run->task_id) - s->lanes;
+		idlist_add(&ids[i], run->id);
+		n[i]++;
 	}
-	params[0] = idlist_end(&l);
-	if (n > 0)
-		db_query(sched_ends_db(s), "SELECT dwa._tasks_started("
-		    "$1::bigint[], true)", 1, params, sched_mark_cb, s);
-	free(l.s);
+	for (i = 0; i < SCHED_LANES; i++) {
+		params[0] = idlist_end(&ids[i]);
+		if (n[i] > 0)
+			db_query(lane_db(&s->lanes[i]), "SELECT "
+			    "dwa._tasks_started($1::bigint[], true)", 1, params,
+			    sched_mark_cb, &s->lanes[i]);
+		free(ids[i].s);
+	}
 }
 
 static void
@@ -1191,11 +1266,12 @@ sched_db_state(struct sched *s, int up)
 	    "$5::integer)", 5, params, sched_register_cb, s);
 }
 
-/* A connection for the ends of runs, beside the work connection. */
+/* Connection i of those for the ends of runs, beside the work connection. */
 void
-sched_set_finish_db(struct sched *s, struct db *fdb)
+sched_set_finish_db(struct sched *s, int i, struct db *fdb)
 {
-	s->fdb = fdb;
+	if (i >= 0 && i < SCHED_LANES)
+		s->lanes[i].db = fdb;
 }
 
 /* This daemon's id in dwa.workers; 0 while not registered. */
@@ -1233,8 +1309,7 @@ sched_after_pass(struct sched *s)
 
 	if (s->worker_id == 0)
 		return;
-	if (s->finishing == NULL && json_array_size(s->pending) > 0)
-		sched_finish(s);
+	sched_finish(s);
 	if (s->draining || s->claiming || !s->want_claim)
 		return;
 	free_slots = s->cfg.concurrency - s->nruns;
@@ -1285,7 +1360,13 @@ sched_finished(const struct sched *s)
 		return (0);
 	if (!db_is_up(s->db))
 		return (1);
-	return (json_array_size(s->pending) == 0 && s->finishing == NULL);
+	const struct lane	*l;
+
+	for (l = s->lanes; l < s->lanes + SCHED_LANES; l++) {
+		if (json_array_size(l->pending) > 0 || l->finishing != NULL)
+			return (0);
+	}
+	return (1);
 }
 
 struct sched *
@@ -1302,7 +1383,10 @@ sched_create(struct event_base *base, struct db *db,
 	s->cfg = *cfg;
 	s->cfg.name = xstrdup(cfg->name);
 	TAILQ_INIT(&s->runs);
-	s->pending = json_array();
+	for (int i = 0; i < SCHED_LANES; i++) {
+		s->lanes[i].sched = s;
+		s->lanes[i].pending = json_array();
+	}
 
 	s->poll_ev = event_new(base, -1, EV_PERSIST, sched_poll_cb, s);
 	tv.tv_sec = cfg->poll_ms / 1000;
@@ -1371,8 +1455,10 @@ sched_free(struct sched *s)
 		return;
 	while ((run = TAILQ_FIRST(&s->runs)) != NULL)
 		run_free(run);
-	json_decref(s->pending);
-	json_decref(s->finishing);
+	for (int i = 0; i < SCHED_LANES; i++) {
+		json_decref(s->lanes[i].pending);
+		json_decref(s->lanes[i].finishing);
+	}
 	event_free(s->poll_ev);
 	event_free(s->renew_ev);
 	event_free(s->reap_ev);

@@ -14,6 +14,9 @@
 #include "http.h"
 #include "dwa.h"
 
+/* Connections for the ends of runs, beside the work connection. */
+#define SCHED_LANES	2
+
 /* --type-limit PATTERN=N: at most N runs of types matching PATTERN. */
 struct sched_type_limit {
 	char		*pattern;	/* fnmatch(3) glob over type names */
@@ -44,7 +47,7 @@ struct sched	*sched_create(struct event_base *, struct db *,
 		     const struct sched_config *);
 void		 sched_free(struct sched *);
 void		 sched_db_state(struct sched *, int);
-void		 sched_set_finish_db(struct sched *, struct db *);
+void		 sched_set_finish_db(struct sched *, int, struct db *);
 void		 sched_wake(struct sched *);
 int		 sched_worker_id(const struct sched *);
 void		 sched_cancel_task(struct sched *, int64_t);
