@@ -208,7 +208,9 @@ wait $pids
 took=$(( ($(date +%s%N) - start) / 1000000 ))
 is "$(cat "$T_TMP"/sleep1 "$T_TMP"/sleep2 "$T_TMP"/sleep3 "$T_TMP"/sleep4 | tr '\n' ' ')" '200 200 200 200 ' \
 	"four 1 s requests at once all answer"
-ok $([ "$took" -lt 2500 ]; echo $?) "in parallel (${took} ms)"
+# One after the other they take 4 s; at once about 1 s, more on a busy
+# machine (four Python clients start too).
+ok $([ "$took" -lt 3500 ]; echo $?) "in parallel (${took} ms, under 3,500)"
 is "$($CLIENT "$U/" --data '{"type": "t.stream"}' --repeat 3 --expr "[x[0] for x in r]" --expr "[x[3][-1] for x in r]")" \
 	'[200,200,200]
 [{"result":{"done":true}},{"result":{"done":true}},{"result":{"done":true}}]' \
