@@ -152,3 +152,118 @@ END
 $$;
 COMMENT ON FUNCTION dwa._render(jsonb, jsonb, jsonb, integer) IS
     'Replace {{templates}} in a JSON value: whole-string templates keep their JSON type';
+
+-- _lookup_sql: the SQL of the value _lookup finds for one expression.
+--
+-- p_vars holds the SQL of payload, of the task object ({"id", "type"}),
+-- of item and of index; NULL for one that is not bound.  Expressions
+-- _lookup would resolve from anything else (steps) compile to NULL: only
+-- the input of a step without ancestors may be compiled.
+CREATE OR REPLACE FUNCTION dwa._lookup_sql(p_expr text, p_vars text[])
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    path text[] := string_to_array(p_expr, '.');
+    base text;
+BEGIN
+    IF path[1] = 'index' AND cardinality(path) = 1 THEN
+        RETURN CASE WHEN p_vars[4] IS NULL THEN 'NULL::jsonb'
+                    ELSE format('to_jsonb(%s)', p_vars[4]) END;
+    END IF;
+    base := CASE path[1] WHEN 'payload' THEN p_vars[1] WHEN 'task' THEN p_vars[2]
+        WHEN 'item' THEN p_vars[3] END;
+    IF base IS NULL THEN
+        RETURN 'NULL::jsonb';
+    END IF;
+    RETURN format('(%s #> %L::text[])', base, path[2:]);
+END
+$$;
+COMMENT ON FUNCTION dwa._lookup_sql(text, text[]) IS
+    'SQL of the value of one template expression, over payload, task, item and index';
+
+-- _template_sql: compile a JSON value with {{templates}} into one SQL
+-- expression computing what _render computes, so that a set-wise
+-- statement renders it per row without a function call per value.
+--
+-- lookups are the SQL of the values its templates read: where one is NULL
+-- on a row, _render would raise "has no value", and the row must go the
+-- slow way.  None: the value has no template and renders as itself.
+CREATE OR REPLACE FUNCTION dwa._template_sql(p_value jsonb, p_vars text[],
+    OUT expr text, OUT lookups text[])
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    s text;
+    m text[];
+    parts text[];
+    args text[] := '{}';
+    lit jsonb;
+    r record;
+    c record;
+    i integer;
+BEGIN
+    lookups := '{}';
+    IF p_value IS NULL OR strpos(p_value::text, '{{') = 0 THEN
+        expr := format('%L::jsonb', p_value::text);
+        RETURN;
+    END IF;
+    CASE jsonb_typeof(p_value)
+    WHEN 'string' THEN
+        s := p_value #>> '{}';
+        m := regexp_match(s, '^\{\{([^{}]*)\}\}$');
+        IF m IS NOT NULL THEN
+            expr := dwa._lookup_sql(btrim(m[1]), p_vars);
+            lookups := ARRAY[expr];
+            RETURN;
+        END IF;
+        lookups := ARRAY(SELECT dwa._lookup_sql(btrim(x[1]), p_vars)
+                           FROM regexp_matches(s, '\{\{([^{}]*)\}\}', 'g') x);
+        IF cardinality(lookups) = 0 THEN
+            expr := format('%L::jsonb', p_value::text);
+            RETURN;
+        END IF;
+        -- As _render: a string as its text, anything else as its JSON.
+        parts := regexp_split_to_array(s, '\{\{[^{}]*\}\}');
+        expr := quote_literal(parts[1]) || '::text';
+        FOR i IN 1 .. cardinality(lookups) LOOP
+            expr := expr || format(' || coalesce(%s #>> ''{}'', ''null'') || %L',
+                lookups[i], parts[i + 1]);
+        END LOOP;
+        expr := format('to_jsonb(%s)', expr);
+    WHEN 'object' THEN
+        lit := '{}';
+        FOR r IN SELECT key, value FROM jsonb_each(p_value) LOOP
+            c := dwa._template_sql(r.value, p_vars);
+            IF cardinality(c.lookups) = 0 THEN
+                lit := lit || jsonb_build_object(r.key, r.value);
+            ELSE
+                args := args || format('%L::text, %s', r.key, c.expr);
+                lookups := lookups || c.lookups;
+            END IF;
+        END LOOP;
+        -- Templated members in chunks: a function takes 100 arguments.
+        expr := format('%L::jsonb', lit::text);
+        FOR i IN 0 .. (cardinality(args) + 49) / 50 - 1 LOOP
+            expr := expr || format(' || jsonb_build_object(%s)',
+                array_to_string(args[i * 50 + 1 : i * 50 + 50], ', '));
+        END LOOP;
+    WHEN 'array' THEN
+        FOR r IN SELECT value FROM jsonb_array_elements(p_value) LOOP
+            c := dwa._template_sql(r.value, p_vars);
+            args := args || c.expr;
+            lookups := lookups || c.lookups;
+        END LOOP;
+        expr := NULL;
+        FOR i IN 0 .. (cardinality(args) + 99) / 100 - 1 LOOP
+            expr := concat_ws(' || ', expr, format('jsonb_build_array(%s)',
+                array_to_string(args[i * 100 + 1 : i * 100 + 100], ', ')));
+        END LOOP;
+    ELSE
+        expr := format('%L::jsonb', p_value::text);
+    END CASE;
+    expr := '(' || expr || ')';
+END
+$$;
+COMMENT ON FUNCTION dwa._template_sql(jsonb, text[]) IS
+    'Compile {{templates}} in a JSON value into an SQL expression; lookups: the values they read';

@@ -22,6 +22,34 @@ $$;
 COMMENT ON FUNCTION dwa._reject(text, text, text) IS
     'Raise a submission error (22023) naming the offending field';
 
+-- _check_timeout: parse a task's or a step's timeout, which must be a
+-- duration over 0; errors name the field.
+CREATE OR REPLACE FUNCTION dwa._check_timeout(p_value jsonb, p_label text, p_field text)
+RETURNS interval
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v interval;
+    msg text;
+BEGIN
+    IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        v := dwa._duration(p_value, p_label);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        PERFORM dwa._reject(msg, p_field);
+    END;
+    IF v <= interval '0' THEN
+        PERFORM dwa._reject(p_label || ': must be greater than 0', p_field);
+    END IF;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION dwa._check_timeout(jsonb, text, text) IS
+    'Parse a timeout: a duration over 0; errors name the field';
+
 -- _check_retry: validate a retry policy object.
 CREATE OR REPLACE FUNCTION dwa._check_retry(p_retry jsonb, p_where text)
 RETURNS void
@@ -273,6 +301,10 @@ BEGIN
             PERFORM dwa._reject(label || ': task must be a non-empty string',
                 format('steps[%s].task', i));
         END IF;
+        IF st ? 'description' AND jsonb_typeof(st -> 'description') <> 'string' THEN
+            PERFORM dwa._reject(label || ': description must be a string',
+                format('steps[%s].description', i));
+        END IF;
         IF st ? 'backend' AND jsonb_typeof(st -> 'backend') <> 'string' THEN
             PERFORM dwa._reject(label || ': backend must be a string',
                 format('steps[%s].backend', i));
@@ -298,7 +330,8 @@ BEGIN
             END IF;
         END IF;
         PERFORM dwa._check_retry(st -> 'retry', label || ': ');
-        PERFORM dwa._duration(st -> 'timeout', label || ': timeout');
+        PERFORM dwa._check_timeout(st -> 'timeout', label || ': timeout',
+            format('steps[%s].timeout', i));
         IF st ? 'dependsOn' THEN
             any_deps := true;
             IF jsonb_typeof(st -> 'dependsOn') <> 'array' THEN

@@ -2,7 +2,7 @@
 -- (single step, pipeline, DAG), addressing, default inputs, templates,
 -- runAt, priority, idempotency, and plain INSERT INTO dwa.tasks.
 BEGIN;
-SELECT plan(44);
+SELECT plan(49);
 
 -- Worker-served types, one per role, so that dwa.claim picks exactly the
 -- step a test means.
@@ -207,6 +207,43 @@ INSERT INTO ids SELECT 'policy2', dwa.submit('{"type":"x","retry":{"attempts":2}
 SELECT results_eq($$SELECT max_attempts, timeout FROM dwa.steps WHERE task_id = pg_temp.id('policy2') ORDER BY step_index$$,
     $$VALUES (2, interval '1 hour'), (9, interval '1.5 seconds')$$,
     'a step''s own retry and timeout override the task''s');
+
+-- ---------------------------------------------------------------------
+-- Root steps at submission: a forEach root expands at once (within runAt),
+-- and a root whose template has no value fails its task, leaving the roots
+-- after it skipped.
+
+INSERT INTO ids SELECT 'laterfe', dwa.submit('{"type":"x","runAt":"2999-01-01T00:00:00Z",
+    "payload":{"l":["p","q"]},
+    "steps":[{"id":"a","task":"echo","forEach":"{{payload.l}}","input":{"v":"{{item}}","i":"{{index}}"}}]}'::jsonb);
+SELECT results_eq(
+    $$SELECT item_index, status, run_after, input, fe_total FROM dwa.steps
+       WHERE task_id = pg_temp.id('laterfe') ORDER BY id$$,
+    $$VALUES (NULL::integer, 'running'::text, '2999-01-01T00:00:00Z'::timestamptz, NULL::jsonb, 2),
+             (0, 'ready', '2999-01-01T00:00:00Z', '{"v":"p","i":0}', NULL),
+             (1, 'ready', '2999-01-01T00:00:00Z', '{"v":"q","i":1}', NULL)$$,
+    'runAt in the future for a forEach root: its elements wait for runAt too');
+
+INSERT INTO ids SELECT 'rootfails', dwa.submit('{"type":"x","payload":{},
+    "steps":[{"id":"a","task":"echo","input":"{{payload.nope}}"},
+             {"id":"b","task":"echo","dependsOn":[]},
+             {"id":"c","task":"echo","forEach":[1,2],"dependsOn":[]}]}'::jsonb);
+SELECT results_eq($$SELECT status, error FROM dwa.tasks WHERE id = pg_temp.id('rootfails')$$,
+    $$VALUES ('failed'::text, 'step "a": template "{{payload.nope}}" has no value'::text)$$,
+    'a root whose template has no value fails its task at submission');
+SELECT results_eq(
+    $$SELECT step_id, item_index, status FROM dwa.steps
+       WHERE task_id = pg_temp.id('rootfails') ORDER BY id$$,
+    $$VALUES ('a'::text, NULL::integer, 'failed'::text), ('b', NULL, 'skipped'), ('c', NULL, 'skipped')$$,
+    '... and the roots after it are skipped, none ready, no forEach element created');
+
+INSERT INTO ids SELECT 'described', dwa.submit('{"type":"x","steps":[{"task":"echo","description":"say it"}]}'::jsonb);
+SELECT results_eq($$SELECT step_id, status FROM dwa.steps WHERE task_id = pg_temp.id('described')$$,
+    $$VALUES ('0'::text, 'ready'::text)$$, 'a step may have a description');
+
+INSERT INTO ids SELECT 'timed', dwa.submit('{"type":"x","timeout":"1ms","steps":[{"task":"echo","timeout":"1ms"}]}'::jsonb);
+SELECT is((pg_temp.step('timed', '0')).timeout, interval '1 millisecond',
+    'a timeout just over 0 is accepted');
 
 -- ---------------------------------------------------------------------
 -- Idempotency.

@@ -3,7 +3,7 @@
 -- (22023), its exact message, the field it names (DETAIL), and for nothing
 -- having been stored.
 BEGIN;
-SELECT plan(301);
+SELECT plan(362);
 
 -- Something stored already, so that "nothing stored" compares real counts.
 SELECT isnt(dwa.submit('{"type":"echo","payload":{"seed":1}}'), NULL, 'a single-step task is accepted');
@@ -111,20 +111,35 @@ SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","runAt":"tomorrow-ish
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","runAt":1767261600}'::jsonb)$$,
     'runAt: must be an ISO 8601 timestamp string', 'runAt', 'submit: runAt a number');
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","timeout":"soon"}'::jsonb)$$,
-    'timeout: "soon" is not a duration (use e.g. "500ms", "30s", "10m", "2h", "7d")', NULL,
+    'timeout: "soon" is not a duration (use e.g. "500ms", "30s", "10m", "2h", "7d")', 'timeout',
     'submit: timeout not a duration');
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","timeout":true}'::jsonb)$$,
-    'timeout: expected a duration such as "30s" or "10m", got boolean', NULL,
+    'timeout: expected a duration such as "30s" or "10m", got boolean', 'timeout',
     'submit: timeout a boolean');
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","timeout":-5}'::jsonb)$$,
-    'timeout: duration must not be negative', NULL,
+    'timeout: duration must not be negative', 'timeout',
     'submit: timeout negative');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","timeout":"0s"}'::jsonb)$$,
+    'timeout: must be greater than 0', 'timeout', 'submit: timeout 0s');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","timeout":0,"steps":[{"task":"echo"}]}'::jsonb)$$,
+    'timeout: must be greater than 0', 'timeout', 'submit: timeout 0 on a multi-step task');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, timeout) VALUES ('echo', interval '0')$$,
+    'timeout: must be greater than 0', 'timeout', 'INSERT: timeout 0');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, timeout) VALUES ('echo', interval '-5 seconds')$$,
+    'timeout: must be greater than 0', 'timeout', 'INSERT: timeout negative');
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":"echo","timeout":"10 parsecs"}]}'::jsonb)$$,
     'step "a": timeout: "10 parsecs" is not a duration (use e.g. "500ms", "30s", "10m", "2h", "7d")',
-    NULL, 'submit: step timeout not a duration');
+    'steps[0].timeout', 'submit: step timeout not a duration');
 SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, steps) VALUES ('x', '[{"id":"a","task":"echo","timeout":"soon"}]')$$,
     'step "a": timeout: "soon" is not a duration (use e.g. "500ms", "30s", "10m", "2h", "7d")',
-    NULL, 'INSERT: step timeout not a duration');
+    'steps[0].timeout', 'INSERT: step timeout not a duration');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":"echo"},{"id":"b","task":"echo","timeout":"0s"}]}'::jsonb)$$,
+    'step "b": timeout: must be greater than 0', 'steps[1].timeout', 'submit: step timeout 0s');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, steps) VALUES ('x', '[{"id":"a","task":"echo","timeout":0}]')$$,
+    'step "a": timeout: must be greater than 0', 'steps[0].timeout', 'INSERT: step timeout 0');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":"echo","timeout":-1}]}'::jsonb)$$,
+    'step "a": timeout: duration must not be negative', 'steps[0].timeout',
+    'submit: step timeout negative');
 
 -- Retry policies.
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","retry":{"attempts":0}}'::jsonb)$$,
@@ -178,6 +193,15 @@ SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, steps) VALUES ('x', '[{"id
     'step "a": missing "task"', 'steps[0].task', 'INSERT: missing step task');
 SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":7}]}'::jsonb)$$,
     'step "a": task must be a non-empty string', 'steps[0].task', 'submit: step task a number');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":"echo","description":5}]}'::jsonb)$$,
+    'step "a": description must be a string', 'steps[0].description',
+    'submit: step description a number');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, steps) VALUES ('x', '[{"task":"echo"},{"id":"b","task":"echo","description":{"text":"hi"}}]')$$,
+    'step "b": description must be a string', 'steps[1].description',
+    'INSERT: step description an object');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","steps":[{"id":"a","task":"echo","description":null}]}'::jsonb)$$,
+    'step "a": description must be a string', 'steps[0].description',
+    'submit: step description null');
 
 -- ---------------------------------------------------------------------
 -- Step ids and dependencies.
@@ -315,7 +339,27 @@ SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, steps) VALUES ('x', '[{"ta
     'INSERT: a step of an unknown type (with a good row before it)');
 
 -- ---------------------------------------------------------------------
--- Payload size, empty steps, DWA-owned columns.
+-- Payload shape and size, empty steps, DWA-owned columns.
+
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","payload":[1,2]}'::jsonb)$$,
+    'payload: must be a JSON object', 'payload', 'submit: payload an array');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, payload) VALUES ('echo', '[1,2]')$$,
+    'payload: must be a JSON object', 'payload', 'INSERT: payload an array');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","payload":"str"}'::jsonb)$$,
+    'payload: must be a JSON object', 'payload', 'submit: payload a string');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, payload) VALUES ('echo', '"str"')$$,
+    'payload: must be a JSON object', 'payload', 'INSERT: payload a string');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"echo","payload":null}'::jsonb)$$,
+    'payload: must be a JSON object', 'payload', 'submit: payload JSON null');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, payload) VALUES ('echo', 'null')$$,
+    'payload: must be a JSON object', 'payload', 'INSERT: payload JSON null');
+SELECT pg_temp.rejects($$SELECT dwa.submit('{"type":"x","payload":42,"steps":[{"task":"echo"}]}'::jsonb)$$,
+    'payload: must be a JSON object', 'payload', 'submit: payload a number, multi-step');
+SELECT pg_temp.rejects($$INSERT INTO dwa.tasks (type, payload) VALUES ('echo', '{}'), ('echo', '4.5')$$,
+    'payload: must be a JSON object', 'payload', 'INSERT: payload a number (with a good row before it)');
+SELECT throws_ok($$INSERT INTO dwa.tasks (type, payload) VALUES ('echo', NULL)$$, '23502', NULL,
+    'INSERT: SQL NULL payload is refused (NOT NULL; leave the column out for {})');
+SELECT is(pg_temp.stored(), (SELECT s FROM baseline), 'INSERT: SQL NULL payload: nothing stored');
 
 SET LOCAL dwa.max_payload_bytes = 1000;
 SELECT pg_temp.rejects(
