@@ -378,7 +378,9 @@ BEGIN
                 delay := interval '0';
             ELSE
                 -- A forEach element has no def: its step's policy holds.
-                SELECT coalesce(s.def -> 'retry', p.def -> 'retry', t.retry, tt.retry)
+                -- A step without a policy of its own has "retry": null.
+                SELECT coalesce(nullif(s.def -> 'retry', 'null'), nullif(p.def -> 'retry', 'null'),
+                                t.retry, tt.retry)
                   INTO policy
                   FROM dwa.tasks t LEFT JOIN dwa.task_types tt ON tt.name = s.task
                   LEFT JOIN dwa.steps p ON s.item_index IS NOT NULL

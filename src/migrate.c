@@ -59,6 +59,7 @@ migrate_apply(PGconn *conn, const struct sql_file *f, int *applied,
 	if (pq_command(conn, f->text, &err) != 0) {
 		xasprintf(cause, "migration %s: %s", f->name, err);
 		free(err);
+		err = NULL;
 		pq_command(conn, "ROLLBACK", &err);
 		free(err);
 		goto fail;
@@ -110,6 +111,7 @@ migrate_run(PGconn *conn, int *applied, char **cause)
 		if (pq_command(conn, f->text, &err) != 0) {
 			xasprintf(cause, "sql/%s.sql: %s", f->name, err);
 			free(err);
+			err = NULL;
 			pq_command(conn, "ROLLBACK", &err);
 			free(err);
 			goto fail;

@@ -2,7 +2,7 @@
 # migrate.sh: dwa migrate is idempotent and safe concurrently; dwad refuses
 # a database whose schema is missing or older than itself; dwad's options.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 17
+plan 20
 
 db_setup --no-migrate
 
@@ -28,6 +28,17 @@ is "$(sql "SELECT count(*) FROM dwa.task_types WHERE executor = 'builtin'")" 8 \
 	"the built-in task types are registered"
 is "$(sql "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'dwa\_%'")" \
 	"dwa_admin,dwa_submitter,dwa_worker" "the three roles exist"
+
+# A sql/ file that cannot be applied (a table where a view goes): the
+# error names the file, the whole apply is rolled back, exit 1.
+sql "DROP VIEW dwa.task_steps; CREATE TABLE dwa.task_steps (x integer)" >/dev/null
+out=$("$DWA" migrate 2>&1); rc=$?
+is "$rc" 1 "a sql/ file that fails: dwa migrate exits 1"
+like "$out" "sql/80_views.sql: .*task_steps" "naming the file and the error"
+sql "DROP TABLE dwa.task_steps" >/dev/null
+"$DWA" migrate --quiet
+is "$(sql "SELECT relkind FROM pg_class WHERE oid = 'dwa.task_steps'::regclass")" v \
+	"and once the table is gone, migrate puts the view back"
 
 # Pretend the newest migration is missing.
 sql "UPDATE dwa.schema_migrations SET version = '0000' WHERE version = '$latest'" >/dev/null

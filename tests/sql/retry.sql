@@ -5,7 +5,7 @@
 -- retried "later" is made due again by setting its run_after to now(),
 -- which is what the passing of time would do.
 BEGIN;
-SELECT plan(106);
+SELECT plan(109);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'rt.' || n, 'worker'
@@ -139,6 +139,13 @@ SELECT is(pg_temp.claim('rt.step'), 1::bigint, 'policy: the element is claimed')
 SELECT ok(dwa.fail(pg_temp.run('festep', 'e', 0), 'x'), 'policy: the element fails');
 SELECT ok((pg_temp.step('festep', 'e', 0)).run_after - now() BETWEEN interval '100 s' AND interval '200 s',
     'policy: a forEach element backs off by its step''s policy, not the task''s');
+
+INSERT INTO ids SELECT 'tasked', dwa.submit('{"type":"x","retry":{"backoff":{"initialMs":400000,"maxMs":400000}},
+    "steps":[{"task":"rt.q"},{"task":"rt.q"}]}'::jsonb);
+SELECT is(pg_temp.claim('rt.q'), 1::bigint, 'policy: a step without a policy of its own is claimed');
+SELECT ok(dwa.fail(pg_temp.run('tasked'), 'x'), 'policy: it fails');
+SELECT ok((pg_temp.step('tasked')).run_after - now() BETWEEN interval '200 s' AND interval '400 s',
+    'policy: a step without a policy of its own backs off by the task''s (400 s with jitter)');
 
 -- A permanent failure is not retried.
 INSERT INTO ids SELECT 'perm', dwa.submit('{"type":"rt.perm"}'::jsonb);
