@@ -606,6 +606,55 @@ sched_running_matching(struct sched *s, const char *pattern)
 }
 
 /*
+ * The --type-limit group of a type: the index of the first pattern it
+ * matches, or -1 when it matches none.
+ */
+int
+sched_type_group(const struct sched_config *cfg, const char *type)
+{
+	int	j;
+
+	for (j = 0; j < cfg->ntype_limits; j++) {
+		if (fnmatch(cfg->type_limits[j].pattern, type, 0) == 0)
+			return (j);
+	}
+	return (-1);
+}
+
+/*
+ * A PostgreSQL array literal of the types of a --type-limit group, every
+ * name quoted; NULL when the group has none.  The caller frees it.
+ */
+char *
+sched_types_literal(const struct sched_config *cfg, char *const *types,
+    int ntypes, int group)
+{
+	struct evbuffer	*lit;
+	char		*out = NULL;
+	int		 k, empty = 1;
+
+	lit = evbuffer_new();
+	evbuffer_add(lit, "{", 1);
+	for (k = 0; k < ntypes; k++) {
+		if (sched_type_group(cfg, types[k]) != group)
+			continue;
+		evbuffer_add_printf(lit, "%s\"", empty ? "" : ",");
+		for (const char *c = types[k]; *c != '\0'; c++) {
+			if (*c == '"' || *c == '\\')
+				evbuffer_add(lit, "\\", 1);
+			evbuffer_add(lit, c, 1);
+		}
+		evbuffer_add(lit, "\"", 1);
+		empty = 0;
+	}
+	evbuffer_add(lit, "}", 2);	/* with the NUL */
+	if (!empty)
+		out = xstrdup((char *)evbuffer_pullup(lit, -1));
+	evbuffer_free(lit);
+	return (out);
+}
+
+/*
  * Claim for the groups of types, one claim at a time so that each sees
  * the room the previous ones left: group -1 is the types no --type-limit
  * matches, group i the types whose first matching pattern is i.  Starts at
@@ -614,9 +663,8 @@ sched_running_matching(struct sched *s, const char *pattern)
 static void
 sched_claim_group(struct sched *s, int first_group)
 {
-	struct evbuffer	*lit;
 	char		*group;
-	int		 i, j, k, empty, room, free_slots, matched;
+	int		 i, room, free_slots;
 
 	s->claim_next = s->cfg.ntype_limits;
 	for (i = first_group; i < s->cfg.ntype_limits; i++) {
@@ -633,41 +681,14 @@ sched_claim_group(struct sched *s, int first_group)
 			if (room <= 0)
 				continue;
 		}
-		/* A PostgreSQL array literal, every name quoted. */
-		lit = evbuffer_new();
-		evbuffer_add(lit, "{", 1);
-		empty = 1;
-		for (k = 0; k < s->ntypes; k++) {
-			matched = -1;
-			for (j = 0; j < s->cfg.ntype_limits; j++) {
-				if (fnmatch(s->cfg.type_limits[j].pattern,
-				    s->types[k], 0) == 0) {
-					matched = j;
-					break;
-				}
-			}
-			if (matched != i)
-				continue;
-			evbuffer_add_printf(lit, "%s\"", empty ? "" : ",");
-			for (const char *c = s->types[k]; *c != '\0'; c++) {
-				if (*c == '"' || *c == '\\')
-					evbuffer_add(lit, "\\", 1);
-				evbuffer_add(lit, c, 1);
-			}
-			evbuffer_add(lit, "\"", 1);
-			empty = 0;
-		}
-		evbuffer_add(lit, "}", 2);	/* with the NUL */
-		group = xstrdup((char *)evbuffer_pullup(lit, -1));
-		evbuffer_free(lit);
-		if (!empty) {
+		group = sched_types_literal(&s->cfg, s->types, s->ntypes, i);
+		if (group != NULL) {
 			s->claim_next = i + 1;
 			sched_claim(s, group, room < s->cfg.batch ? room :
 			    s->cfg.batch);
 			free(group);
 			return;
 		}
-		free(group);
 	}
 }
 

@@ -48,6 +48,9 @@ struct sched	*sched_create(struct event_base *, struct db *,
 void		 sched_free(struct sched *);
 void		 sched_db_state(struct sched *, int);
 void		 sched_set_finish_db(struct sched *, int, struct db *);
+int		 sched_type_group(const struct sched_config *, const char *);
+char		*sched_types_literal(const struct sched_config *, char *const *,
+		    int, int);
 void		 sched_wake(struct sched *);
 int		 sched_worker_id(const struct sched *);
 void		 sched_cancel_task(struct sched *, int64_t);
