@@ -426,6 +426,15 @@ DECLARE
     v_parent bigint;
     v_rest bigint[];
     v_restset jsonb;
+    dg bigint[];            -- steps of DAGs and pipelines finished set-wise
+    dg_freed boolean;
+    dg_info jsonb;          -- [{id, task, step, deps}], in task and id order
+    dg_count jsonb;         -- task id -> its steps finished here
+    dg_start jsonb;         -- task id -> when the first of them started
+    dg_old jsonb;           -- task id -> its progress before
+    dg_tasks bigint[];      -- the tasks still going that they belong to
+    dg_deps jsonb;          -- 'task:step index' -> finished dependencies
+    dg_ready bigint[];
 BEGIN
     -- Every statement below reads one table by primary key (= ANY of an
     -- array) and joins nothing, so that its plan cannot turn into a loop
@@ -540,6 +549,97 @@ BEGIN
                 RETURNING p.id INTO v_parent;
                 PERFORM dwa._step_succeeded(v_parent);
             END IF;
+        END LOOP;
+    END IF;
+    -- Successes of the steps of DAGs and pipelines, set-wise: the steps,
+    -- each task's count of finished steps and its progress, and the
+    -- counters of their dependents, one update each per batch (not one
+    -- per finished dependency: a join after 1,000 parallel steps had its
+    -- row updated 1,000 times); then one by one only what needs it:
+    -- onProgress, dependents made ready, tasks completed.
+    v_ok := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(coalesce(el, '{}')));
+    WITH done AS (
+        UPDATE dwa.steps s
+           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
+               error = NULL, finished_at = now(), lease_until = NULL, progress = 100
+         WHERE s.id = ANY (v_ok)
+           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+           AND s.status IS NOT DISTINCT FROM 'running'
+           AND s.lease_until >= now() AND s.item_index IS NULL AND s.def IS NOT NULL
+        RETURNING s.id, s.task_id, s.step_id, s.dependents, s.started_at,
+                  s.limit_keys IS NOT NULL AS limited
+    )
+    SELECT array_agg(d.id), coalesce(bool_or(d.limited), false),
+           jsonb_agg(jsonb_build_object('id', d.id, 'task', d.task_id, 'step', d.step_id,
+               'deps', to_jsonb(d.dependents), 'started', d.started_at)
+               ORDER BY d.task_id, d.id)
+      INTO dg, dg_freed, dg_info
+      FROM done d;
+    IF dg IS NOT NULL THEN
+        fast := fast || dg;
+        freed := freed OR dg_freed;
+        SELECT jsonb_object_agg(c.task, c.n), jsonb_object_agg(c.task, c.started)
+          INTO dg_count, dg_start
+          FROM (SELECT x ->> 'task' AS task, count(*) AS n, min(x ->> 'started') AS started
+                  FROM jsonb_array_elements(dg_info) x GROUP BY 1) c;
+        dg_tasks := ARRAY(SELECT k::bigint FROM jsonb_object_keys(dg_count) k ORDER BY 1);
+        SELECT jsonb_object_agg(t.id::text, t.progress) INTO dg_old
+          FROM dwa.tasks t WHERE t.id = ANY (dg_tasks);
+        WITH t AS (
+            UPDATE dwa.tasks x
+               SET steps_done = x.steps_done + (dg_count ->> x.id::text)::integer,
+                   progress = greatest(x.progress,
+                       (x.steps_done + (dg_count ->> x.id::text)::integer) * 100 / x.steps_total),
+                   status = 'running',
+                   started_at = coalesce(x.started_at, (dg_start ->> x.id::text)::timestamptz, now())
+             WHERE x.id = ANY (dg_tasks) AND x.status IN ('queued', 'running')
+            RETURNING x.id
+        )
+        SELECT coalesce(array_agg(t.id ORDER BY t.id), '{}') INTO dg_tasks FROM t;
+
+        PERFORM dwa._event((x ->> 'task')::bigint, x ->> 'step', 'step_succeeded')
+           FROM jsonb_array_elements(dg_info) x
+           JOIN dwa.tasks t ON t.id = (x ->> 'task')::bigint
+          WHERE t.id = ANY (dg_tasks) AND t.steps_total > 1;
+        FOR r IN SELECT t.id FROM dwa.tasks t
+                  WHERE t.id = ANY (dg_tasks) AND t.on_progress IS NOT NULL
+                    AND t.progress > (dg_old ->> t.id::text)::integer
+                    AND t.steps_done < t.steps_total
+                  ORDER BY t.id
+        LOOP
+            PERFORM dwa._fire(r.id, 'onProgress');
+        END LOOP;
+
+        SELECT jsonb_object_agg(c.k, c.n) INTO dg_deps
+          FROM (SELECT (x ->> 'task') || ':' || dep AS k, count(*) AS n
+                  FROM jsonb_array_elements(dg_info) x,
+                       jsonb_array_elements_text(x -> 'deps') dep
+                 WHERE (x ->> 'task')::bigint = ANY (dg_tasks)
+                 GROUP BY 1) c;
+        IF dg_deps IS NOT NULL THEN
+            WITH w AS (
+                UPDATE dwa.steps w
+                   SET remaining_deps = w.remaining_deps
+                       - (dg_deps ->> (w.task_id || ':' || w.step_index))::integer
+                 WHERE w.id = ANY (ARRAY(
+                        SELECT w2.id FROM dwa.steps w2
+                         WHERE w2.task_id = ANY (dg_tasks) AND w2.status = 'waiting'
+                           AND w2.item_index IS NULL
+                           AND dg_deps ? (w2.task_id || ':' || w2.step_index)))
+                RETURNING w.id, w.task_id, w.step_index, w.remaining_deps
+            )
+            SELECT coalesce(array_agg(w.id ORDER BY w.task_id, w.step_index), '{}')
+              INTO dg_ready FROM w WHERE w.remaining_deps = 0;
+            FOR r IN SELECT x AS id FROM unnest(dg_ready) WITH ORDINALITY AS u(x, o) ORDER BY o
+            LOOP
+                PERFORM dwa._make_ready(r.id);
+            END LOOP;
+        END IF;
+        FOR r IN SELECT t.id FROM dwa.tasks t
+                  WHERE t.id = ANY (dg_tasks) AND t.steps_done >= t.steps_total
+                  ORDER BY t.id
+        LOOP
+            PERFORM dwa._complete_task(r.id);
         END LOOP;
     END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
