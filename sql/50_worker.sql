@@ -79,6 +79,45 @@ $$;
 COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS
     'Mark running the queued tasks of claimed steps (p_wait: wait for a locked task row rather than skip it)';
 
+-- _start_steps: the claim of steps chosen and locked by dwa._claim or
+-- dwa._claim_limited: each gets a run id and a lease from p_now; with
+-- p_limited, the limit keys it runs under.  Returns them in claim order;
+-- their tasks are marked running unless the caller is dwad.
+CREATE OR REPLACE FUNCTION dwa._start_steps(p_worker integer, p_ids bigint[],
+    p_lease interval, p_now timestamptz, p_limited boolean)
+RETURNS SETOF dwa.claimed
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH u AS (
+        UPDATE dwa.steps s
+           SET status = 'running', run_id = nextval('dwa.run_id_seq'),
+               worker_id = p_worker, attempt = s.attempt + 1,
+               lease_until = p_now + p_lease, started_at = p_now, progress = NULL,
+               limit_keys = CASE WHEN p_limited THEN dwa._limit_keys(s.queue, s.task,
+                   s.backend, (SELECT tt.limit_keys FROM dwa.task_types tt
+                                WHERE tt.name = s.task)) END
+         WHERE s.id = ANY (p_ids)
+        RETURNING s.*
+    )
+    SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
+           u.attempt, u.lease_until, u.id,
+           (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
+      FROM u
+     ORDER BY u.priority DESC, u.id;
+    IF current_setting('dwa.claim_starts_tasks', true) IS DISTINCT FROM 'off' THEN
+        PERFORM dwa._tasks_started(p_ids, false);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], interval, timestamptz, boolean) IS
+    'Give claimed steps run ids and leases (and limit keys when limited); mark their tasks running for external workers';
+
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
 -- any).
 --
@@ -132,24 +171,7 @@ BEGIN
     -- transaction began: a step must not seem to start before a pause
     -- that had ended by then.
     v_now := clock_timestamp();
-    RETURN QUERY
-    WITH u AS (
-        UPDATE dwa.steps s
-           SET status = 'running', run_id = nextval('dwa.run_id_seq'),
-               worker_id = p_worker, attempt = s.attempt + 1,
-               lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
-               limit_keys = NULL
-         WHERE s.id = ANY (v_ids)
-        RETURNING s.*
-    )
-    SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
-           u.attempt, u.lease_until, u.id,
-           (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
-      FROM u
-     ORDER BY u.priority DESC, u.id;
-    IF current_setting('dwa.claim_starts_tasks', true) IS DISTINCT FROM 'off' THEN
-        PERFORM dwa._tasks_started(v_ids, false);
-    END IF;
+    RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, p_lease, v_now, false);
 END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
@@ -182,25 +204,7 @@ BEGIN
     -- not seem to overlap with the one that took its place.
     v_now := clock_timestamp();
     IF cardinality(v_ids) > 0 THEN
-        RETURN QUERY
-        WITH u AS (
-            UPDATE dwa.steps s
-               SET status = 'running', run_id = nextval('dwa.run_id_seq'),
-                   worker_id = p_worker, attempt = s.attempt + 1,
-                   lease_until = v_now + p_lease, started_at = v_now, progress = NULL,
-                   limit_keys = dwa._limit_keys(s.queue, s.task, s.backend,
-                       (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))
-             WHERE s.id = ANY (v_ids)
-            RETURNING s.*
-        )
-        SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
-               u.attempt, u.lease_until, u.id,
-               (extract(epoch FROM u.timeout) * 1000)::bigint, NULL::bigint, u.backend
-          FROM u
-         ORDER BY u.priority DESC, u.id;
-        IF current_setting('dwa.claim_starts_tasks', true) IS DISTINCT FROM 'off' THEN
-            PERFORM dwa._tasks_started(v_ids, false);
-        END IF;
+        RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, p_lease, v_now, true);
     END IF;
     IF v_hold IS NOT NULL THEN
         hint.hold_ms := v_hold;
