@@ -5,7 +5,13 @@
 -- Every function here runs inside the transaction that records the
 -- change, so dependents are released, tasks finished and events sent
 -- exactly once.  Lock order, to stay free of deadlocks: the task row
--- first, then its step rows.  Callers lock the task row.
+-- first, then the ready rows of its steps (dwa.ready), then its step rows,
+-- then their runs (dwa.runs).  Callers lock the task row.
+--
+-- dwa.steps is indexed only by columns that never change, so that the
+-- updates here are HOT: a step that becomes ready gets a row in dwa.ready
+-- in the same statement, one that stops being ready loses it first; a run
+-- has a row in dwa.runs from its claim to its end.
 
 -- _event: tell UIs on channel dwa_events that something changed.
 CREATE OR REPLACE FUNCTION dwa._event(p_task_id bigint, p_step_id text,
@@ -101,11 +107,20 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- Ready rows first: a claim locks a step's ready row before the step.
+    DELETE FROM dwa.ready
+     WHERE step_id IN (SELECT id FROM dwa.steps
+                        WHERE task_id = p_task_id AND status = 'ready');
     UPDATE dwa.steps SET status = 'skipped', finished_at = now()
      WHERE task_id = p_task_id AND status IN ('waiting', 'ready');
-    UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
-     WHERE task_id = p_task_id AND status = 'running';
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH c AS (
+        UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
+         WHERE task_id = p_task_id AND status = 'running'
+        RETURNING run_id
+    ), d AS (
+        DELETE FROM dwa.runs WHERE run_id IN (SELECT run_id FROM c)
+    )
+    SELECT count(*) INTO n FROM c;
     IF n > 0 THEN
         PERFORM pg_notify('dwa_cancel', p_task_id::text);
     END IF;
@@ -182,20 +197,26 @@ BEGIN
                 END IF;
                 n := jsonb_array_length(arr);
                 IF n > 0 THEN
-                    INSERT INTO dwa.steps (task_id, step_index, item_index, step_id,
-                        task, status, queue, priority, backend, run_after,
-                        max_attempts, timeout, input)
-                    SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
-                           CASE WHEN e.i <= coalesce(s.fe_concurrency, n)
-                                THEN 'ready' ELSE 'waiting' END,
-                           s.queue, s.priority, s.backend, greatest(now(), t.run_at),
-                           s.max_attempts,
-                           s.timeout,
-                           CASE WHEN (s.def ->> 'hasInput')::boolean
-                                THEN dwa._render(s.def -> 'input', ctx, e.v,
-                                                 (e.i - 1)::integer)
-                                ELSE e.v END
-                      FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
+                    WITH e AS (
+                        INSERT INTO dwa.steps (task_id, step_index, item_index, step_id,
+                            task, status, queue, priority, backend, run_after,
+                            max_attempts, timeout, input)
+                        SELECT s.task_id, s.step_index, e.i - 1, s.step_id, s.task,
+                               CASE WHEN e.i <= coalesce(s.fe_concurrency, n)
+                                    THEN 'ready' ELSE 'waiting' END,
+                               s.queue, s.priority, s.backend, greatest(now(), t.run_at),
+                               s.max_attempts,
+                               s.timeout,
+                               CASE WHEN (s.def ->> 'hasInput')::boolean
+                                    THEN dwa._render(s.def -> 'input', ctx, e.v,
+                                                     (e.i - 1)::integer)
+                                    ELSE e.v END
+                          FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i)
+                        RETURNING id, status, priority, run_after, task, queue, backend
+                    )
+                    INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+                    SELECT e.id, e.priority, e.run_after, e.task, e.queue, e.backend
+                      FROM e WHERE e.status = 'ready';
                 END IF;
             ELSE
                 inp := dwa._render(s.def -> 'input', ctx);
@@ -215,7 +236,7 @@ BEGIN
                 RETURN;
             END IF;
             UPDATE dwa.steps SET status = 'running', fe_total = n, fe_remaining = n,
-                   started_at = now()
+                   fe_next = least(coalesce(s.fe_concurrency, n), n), started_at = now()
              WHERE id = p_id;
             PERFORM pg_notify('dwa_wake', '');
             RETURN;
@@ -231,15 +252,50 @@ BEGIN
          WHERE task_id = s.task_id AND step_index = ANY (s.depends_on)
            AND item_index IS NULL;
     END IF;
-    UPDATE dwa.steps SET status = 'ready', input = inp,
-           run_after = greatest(now(), t.run_at)
-     WHERE id = p_id;
+    WITH r AS (
+        UPDATE dwa.steps SET status = 'ready', input = inp,
+               run_after = greatest(now(), t.run_at)
+         WHERE id = p_id
+        RETURNING id, priority, run_after, task, queue, backend
+    )
+    INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+    SELECT r.id, r.priority, r.run_after, r.task, r.queue, r.backend FROM r;
     -- Wake other daemons; identical notifications fold per transaction.
     PERFORM pg_notify('dwa_wake', '');
 END
 $$;
 COMMENT ON FUNCTION dwa._make_ready(bigint) IS
     'Render a step''s input (or expand its forEach) and make it ready; template errors fail it';
+
+-- _start_elements: make ready the waiting elements p_from .. p_from + p_n - 1
+-- of a forEach step (its cursor fe_next has moved past them), through
+-- steps_task_idx, and wake the daemons.
+CREATE OR REPLACE FUNCTION dwa._start_elements(p_task_id bigint, p_step_index integer,
+    p_from integer, p_n integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH r AS (
+        UPDATE dwa.steps w SET status = 'ready', run_after = now()
+         WHERE w.task_id = p_task_id AND w.step_index = p_step_index
+           AND w.item_index >= p_from AND w.item_index < p_from + p_n
+           AND w.status = 'waiting'
+        RETURNING w.id, w.priority, w.run_after, w.task, w.queue, w.backend
+    ), i AS (
+        INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+        SELECT r.id, r.priority, r.run_after, r.task, r.queue, r.backend FROM r
+    )
+    SELECT count(*) INTO n FROM r;
+    IF n > 0 THEN
+        PERFORM pg_notify('dwa_wake', '');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._start_elements(bigint, integer, integer, integer) IS
+    'Make ready the next p_n waiting elements of a forEach step, from its cursor';
 
 -- _step_succeeded: a step's output is recorded: release what waited on it.
 CREATE OR REPLACE FUNCTION dwa._step_succeeded(p_id bigint)
@@ -264,14 +320,10 @@ BEGIN
             RETURN;
         END IF;
         IF p.fe_remaining > 0 THEN
-            -- Start the next waiting element, if any (steps_waiting_idx).
-            UPDATE dwa.steps SET status = 'ready', run_after = now()
-             WHERE id = (SELECT w.id FROM dwa.steps w
-                          WHERE w.task_id = s.task_id AND w.step_index = s.step_index
-                            AND w.item_index IS NOT NULL AND w.status = 'waiting'
-                          ORDER BY w.item_index LIMIT 1);
-            IF FOUND THEN
-                PERFORM pg_notify('dwa_wake', '');
+            -- Start the next waiting element, if any: the one at the cursor.
+            IF p.fe_next < p.fe_total THEN
+                UPDATE dwa.steps SET fe_next = fe_next + 1 WHERE id = p.id;
+                PERFORM dwa._start_elements(s.task_id, s.step_index, p.fe_next, 1);
             END IF;
             RETURN;
         END IF;
@@ -321,6 +373,25 @@ $$;
 COMMENT ON FUNCTION dwa._step_succeeded(bigint) IS
     'After a step succeeded: advance its forEach or release its dependents; fire onProgress; finish the task';
 
+-- _requeue: a run of a step ended without success but the step is to run
+-- again at p_at, its attempt count moved by p_attempts: ready once more.
+CREATE OR REPLACE FUNCTION dwa._requeue(p_id bigint, p_error text, p_at timestamptz,
+    p_attempts integer)
+RETURNS void
+LANGUAGE sql
+AS $$
+    WITH r AS (
+        UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
+               run_after = p_at, attempt = attempt + p_attempts
+         WHERE id = p_id
+        RETURNING id, priority, run_after, task, queue, backend
+    )
+    INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+    SELECT r.id, r.priority, r.run_after, r.task, r.queue, r.backend FROM r
+$$;
+COMMENT ON FUNCTION dwa._requeue(bigint, text, timestamptz, integer) IS
+    'Make a step whose run ended ready again at p_at (attempt moved by p_attempts)';
+
 -- _finish_run: record the end of one run.  p_outcome is ok, transient,
 -- permanent or lost (the lease ran out or the worker died).  Returns false,
 -- changing nothing, when the run no longer holds its step: lease lost,
@@ -351,6 +422,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    -- Whatever the outcome, the run is over.
+    DELETE FROM dwa.runs WHERE run_id = p_run_id;
 
     CASE p_outcome
     WHEN 'ok' THEN
@@ -362,9 +435,7 @@ BEGIN
         IF p_retry_after IS NOT NULL THEN
             -- The executor named the time: retry then, without spending
             -- an attempt.
-            UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
-                   run_after = now() + p_retry_after, attempt = attempt - 1
-             WHERE id = p_id;
+            PERFORM dwa._requeue(p_id, p_error, now() + p_retry_after, -1);
             -- The backend (or, without one, the type) asked everyone to
             -- wait: pause its key for every daemon and worker.  Last, so
             -- that the limit row lock is held while waiting for nothing else.
@@ -389,9 +460,7 @@ BEGIN
                  WHERE t.id = s.task_id;
                 delay := dwa._retry_delay(policy, s.attempt) * (0.5 + random() / 2);
             END IF;
-            UPDATE dwa.steps SET status = 'ready', error = p_error, lease_until = NULL,
-                   run_after = now() + delay
-             WHERE id = p_id;
+            PERFORM dwa._requeue(p_id, p_error, now() + delay, 0);
         ELSE
             PERFORM dwa._step_failed(p_id, format('%s (after %s attempts)',
                 p_error, s.attempt));
@@ -410,3 +479,29 @@ END
 $$;
 COMMENT ON FUNCTION dwa._finish_run(bigint, bigint, text, jsonb, text, interval) IS
     'Record the end of a run (ok, transient, permanent, lost); false if the run lost its step';
+
+-- _ready_moved: a ready step's run_after or priority was changed by hand
+-- (say, UPDATE dwa.steps SET run_after = now() to run it now): its ready
+-- row follows.  The engine never changes them while a step stays ready,
+-- so the trigger's WHEN keeps it off every path of its own.
+CREATE OR REPLACE FUNCTION dwa._ready_moved()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE dwa.ready SET run_after = NEW.run_after, priority = NEW.priority
+     WHERE step_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION dwa._ready_moved() IS
+    'Keep a ready step''s row in dwa.ready in step with run_after and priority changed by hand';
+
+DROP TRIGGER IF EXISTS steps_ready_moved ON dwa.steps;
+CREATE TRIGGER steps_ready_moved AFTER UPDATE OF run_after, priority ON dwa.steps
+    FOR EACH ROW
+    WHEN (OLD.status = 'ready' AND NEW.status = 'ready'
+          AND (OLD.run_after, OLD.priority) IS DISTINCT FROM (NEW.run_after, NEW.priority))
+    EXECUTE FUNCTION dwa._ready_moved();

@@ -257,16 +257,21 @@ BEGIN
         v_x := dwa._expansion(v_defs);
     END IF;
 
-    INSERT INTO dwa.steps (task_id, step_index, step_id, task, status, queue,
-        priority, backend, run_after, input, max_attempts, timeout)
-    SELECT n.id, 0, '0', n.type, 'ready', n.queue, n.priority,
-           coalesce(n.backend, tt.backend), coalesce(n.run_at, now()), n.payload,
-           coalesce((n.retry ->> 'attempts')::integer,
-                    (tt.retry ->> 'attempts')::integer, 3),
-           coalesce(n.timeout, tt.timeout)
-      FROM new_tasks n
-      JOIN dwa.task_types tt ON tt.name = n.type
-     WHERE n.steps IS NULL;
+    WITH s AS (
+        INSERT INTO dwa.steps (task_id, step_index, step_id, task, status, queue,
+            priority, backend, run_after, input, max_attempts, timeout)
+        SELECT n.id, 0, '0', n.type, 'ready', n.queue, n.priority,
+               coalesce(n.backend, tt.backend), coalesce(n.run_at, now()), n.payload,
+               coalesce((n.retry ->> 'attempts')::integer,
+                        (tt.retry ->> 'attempts')::integer, 3),
+               coalesce(n.timeout, tt.timeout)
+          FROM new_tasks n
+          JOIN dwa.task_types tt ON tt.name = n.type
+         WHERE n.steps IS NULL
+        RETURNING id, priority, run_after, task, queue, backend
+    )
+    INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+    SELECT s.id, s.priority, s.run_after, s.task, s.queue, s.backend FROM s;
 
     -- onPending before any step runs: a multi-step task may finish during
     -- its expansion (an empty forEach), and its onSuccess comes after.
@@ -328,7 +333,7 @@ BEGIN
                            0, '{}', '{}', NULL,
                            CASE WHEN NOT t.has_input THEN e.v
                                 WHEN t.etmpl IS NULL THEN t.einput -> 0 ELSE %1$s END,
-                           t.max_attempts, t.timeout, NULL, NULL, NULL, 1
+                           t.max_attempts, t.timeout, NULL, NULL, NULL, 1, NULL
                       FROM (%2$s) t,
                            jsonb_array_elements(t.val) WITH ORDINALITY AS e(v, i)
                      WHERE t.ok$f$,
@@ -343,11 +348,11 @@ BEGIN
                 INSERT INTO dwa.steps (task_id, step_index, item_index, step_id, task,
                     status, queue, priority, backend, run_after, remaining_deps,
                     depends_on, dependents, def, input, max_attempts, timeout,
-                    fe_concurrency, fe_total, fe_remaining, started_at)
+                    fe_concurrency, fe_total, fe_remaining, started_at, fe_next)
                 SELECT task_id, step_index, item_index, step_id, task, status, queue,
                        priority, backend, run_after, remaining_deps, depends_on,
                        dependents, def, input, max_attempts, timeout, fe_concurrency,
-                       fe_total, fe_total, started_at
+                       fe_total, fe_total, started_at, fe_next
                   FROM (
                     SELECT t.id AS task_id, t.step_index, NULL::integer AS item_index,
                            t.step_id, t.task,
@@ -365,12 +370,21 @@ BEGIN
                                 THEN jsonb_array_length(t.val) END AS fe_total,
                            CASE WHEN t.ok AND t.mode = 'each'
                                 THEN now() END AS started_at,
-                           0 AS kind
+                           0 AS kind,
+                           CASE WHEN t.ok AND t.mode = 'each'
+                                THEN least(coalesce(t.fe_concurrency, jsonb_array_length(t.val)),
+                                           jsonb_array_length(t.val)) END AS fe_next
                       FROM (%1$s) t%2$s
                   ) s
                  ORDER BY task_id, kind, step_index, item_index
-                RETURNING task_id, step_index, item_index IS NULL
-                          AND status = 'waiting' AND remaining_deps = 0 AS slow)
+                RETURNING id, task_id, step_index, status, priority, run_after, task,
+                          queue, backend, item_index IS NULL
+                          AND status = 'waiting' AND remaining_deps = 0 AS slow
+            ), rdy AS (
+                INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+                SELECT id, priority, run_after, task, queue, backend
+                  FROM ins WHERE status = 'ready'
+            )
             SELECT array_agg(task_id), array_agg(step_index) FROM ins WHERE slow$f$,
             format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql, v_join, 'true'),
             v_each)
@@ -385,11 +399,15 @@ BEGIN
                    FROM unnest(v_slow_tasks, v_slow_steps) AS x(task_id, step_index)
                   GROUP BY x.task_id ORDER BY x.task_id
         LOOP
+            DELETE FROM dwa.ready
+             WHERE step_id IN (SELECT id FROM dwa.steps
+                                WHERE task_id = r.task_id AND step_index > r.k
+                                  AND status = 'ready');
             DELETE FROM dwa.steps
              WHERE task_id = r.task_id AND step_index > r.k AND item_index IS NOT NULL;
             UPDATE dwa.steps s
                SET status = 'waiting', input = NULL, fe_total = NULL, fe_remaining = NULL,
-                   started_at = NULL, run_after = coalesce(t.run_at, now())
+                   fe_next = NULL, started_at = NULL, run_after = coalesce(t.run_at, now())
               FROM dwa.tasks t
              WHERE t.id = r.task_id AND s.task_id = r.task_id AND s.step_index > r.k
                AND s.item_index IS NULL AND s.remaining_deps = 0 AND s.status <> 'waiting';
@@ -446,8 +464,8 @@ $$;
 COMMENT ON FUNCTION dwa._tasks_idempotent() IS
     'Skip an INSERT whose idempotency key is already taken';
 
--- _tasks_deleted: AFTER DELETE ... FOR EACH STATEMENT: steps, UI events
--- and finished deliveries go with tasks; deliveries still pending or under
+-- _tasks_deleted: AFTER DELETE ... FOR EACH STATEMENT: steps (with their
+-- ready and runs rows), UI events and finished deliveries go with tasks; deliveries still pending or under
 -- way are left to be delivered.
 CREATE OR REPLACE FUNCTION dwa._tasks_deleted()
 RETURNS trigger
@@ -456,7 +474,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Ready rows first: a claim locks a step's ready row before the step.
+    DELETE FROM dwa.ready r
+     WHERE r.step_id IN (SELECT s.id FROM dwa.steps s JOIN old_tasks o ON o.id = s.task_id);
     DELETE FROM dwa.steps s USING old_tasks o WHERE s.task_id = o.id;
+    DELETE FROM dwa.runs r USING old_tasks o WHERE r.task_id = o.id;
     DELETE FROM dwa.events e USING old_tasks o WHERE e.task_id = o.id;
     DELETE FROM dwa.outbox x USING old_tasks o
      WHERE x.task_id = o.id AND x.status IN ('delivered', 'dead');

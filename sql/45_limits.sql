@@ -292,20 +292,20 @@ BEGIN
         END IF;
         EXECUTE format($q$
             WITH c AS MATERIALIZED (
-                SELECT s.id, s.queue, s.task, s.backend
-                  FROM dwa.steps s
-                 WHERE s.status = 'ready' AND s.run_after <= now()
+                SELECT s.step_id AS id, s.queue, s.task, s.backend
+                  FROM dwa.ready s
+                 WHERE s.run_after <= now()
                    AND ($1::text[] IS NULL OR s.task = ANY ($1::text[]))
                    AND ($7::text[] IS NULL OR s.queue = ANY ($7::text[]))
                    AND s.queue <> ALL ($4) AND s.task <> ALL ($5)
                    AND (s.backend IS NULL OR s.backend <> ALL ($6)) %s
-                 ORDER BY s.priority DESC, s.run_after, s.id
+                 ORDER BY s.priority DESC, s.run_after, s.step_id
                  LIMIT $2
                    FOR UPDATE SKIP LOCKED
             )
             SELECT array_agg(c.id), array_agg(c.queue), array_agg(c.task), array_agg(c.backend)
               FROM c$q$,
-            CASE WHEN v_round > 1 THEN 'AND s.id <> ALL ($3)' ELSE '' END)
+            CASE WHEN v_round > 1 THEN 'AND s.step_id <> ALL ($3)' ELSE '' END)
           INTO c_ids, c_queues, c_types, c_backends
           USING p_types, p_n - cardinality(ids), v_seen, v_xq, v_xt, v_xb, p_queues;
         EXIT WHEN c_ids IS NULL;
@@ -359,16 +359,18 @@ BEGIN
             END LOOP;
             -- Running steps per capped key, counted now that the locks are
             -- held: this statement's snapshot sees every earlier claim.
-            -- The first test of the WHERE only narrows down which running
+            -- dwa.runs has a row per run in flight (small, read whole);
+            -- the first test of the WHERE only narrows down which running
             -- steps to look at.
             IF cardinality(v_cap) > 0 THEN
                 FOR r IN SELECT e.key, count(DISTINCT s.id)::integer AS n
-                           FROM dwa.steps s
+                           FROM dwa.runs u
+                           JOIN dwa.steps s ON s.id = u.step_id
                           CROSS JOIN LATERAL unnest(coalesce(s.limit_keys,
                                 dwa._limit_keys(s.queue, s.task, s.backend,
                                     (SELECT tt.limit_keys FROM dwa.task_types tt
                                       WHERE tt.name = s.task)))) e(key)
-                          WHERE s.status = 'running'
+                          WHERE s.status = 'running' AND s.run_id = u.run_id
                             AND ('queue:' || s.queue = ANY (v_cap)
                                  OR 'type:' || s.task = ANY (v_cap)
                                  OR 'backend:' || s.backend = ANY (v_cap)
@@ -483,8 +485,8 @@ BEGIN
             EXIT WHEN v_pred_hold[i] >= v_hold;
             EXECUTE $q$
                 SELECT EXISTS (
-                    SELECT 1 FROM dwa.steps s
-                     WHERE s.status = 'ready' AND s.run_after <= now()
+                    SELECT 1 FROM dwa.ready s
+                     WHERE s.run_after <= now()
                        AND ($1::text[] IS NULL OR s.task = ANY ($1::text[]))
                        AND ($4::text[] IS NULL OR s.queue = ANY ($4::text[]))
                        AND (CASE split_part($2, ':', 1)
@@ -530,11 +532,12 @@ SELECT l.key, l.max_concurrency, l.rate, l.per, l.burst,
         FROM (SELECT s.id, s.status, coalesce(s.limit_keys,
                      dwa._limit_keys(s.queue, s.task, s.backend,
                          (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))) AS keys
-                FROM dwa.steps s WHERE s.status = 'running'
+                FROM dwa.runs u JOIN dwa.steps s ON s.id = u.step_id
+               WHERE s.status = 'running' AND s.run_id = u.run_id
               UNION ALL
-              SELECT s.id, s.status, dwa._limit_keys(s.queue, s.task, s.backend,
-                     (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))
-                FROM dwa.steps s WHERE s.status = 'ready') x
+              SELECT r.step_id, 'ready', dwa._limit_keys(r.queue, r.task, r.backend,
+                     (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = r.task))
+                FROM dwa.ready r) x
        CROSS JOIN LATERAL unnest(x.keys) e(key)
        WHERE e.key IN (SELECT k.key FROM dwa.limits k)
        GROUP BY e.key) c ON c.key = l.key;

@@ -1,8 +1,8 @@
 -- 50_worker.sql: claiming and finishing runs, for dwad and external workers.
 --
--- A claim locks ready steps with FOR UPDATE SKIP LOCKED in a MATERIALIZED
--- CTE (so the planner cannot re-run the locking scan), gives each a fresh
--- run id and a lease, and returns the rendered input.  Completion and
+-- A claim locks rows of the ready queue (dwa.ready) with FOR UPDATE SKIP
+-- LOCKED, deletes them, gives each step a fresh run id and a lease, records
+-- the run in dwa.runs and returns the rendered input.  Completion and
 -- failure name the run id: once the lease is lost or the task cancelled,
 -- the run id no longer matches a running step and nothing changes.
 
@@ -80,9 +80,10 @@ COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS
     'Mark running the queued tasks of claimed steps (p_wait: wait for a locked task row rather than skip it)';
 
 -- _start_steps: the claim of steps chosen and locked by dwa._claim or
--- dwa._claim_limited: each gets a run id and a lease from p_now; with
--- p_limited, the limit keys it runs under.  Returns them in claim order;
--- their tasks are marked running unless the caller is dwad.
+-- dwa._claim_limited (their dwa.ready rows locked too): each leaves the
+-- ready queue and gets a run id and a lease from p_now, recorded in
+-- dwa.runs; with p_limited, the limit keys it runs under.  Returns them in
+-- claim order; their tasks are marked running unless the caller is dwad.
 CREATE OR REPLACE FUNCTION dwa._start_steps(p_worker integer, p_ids bigint[],
     p_lease interval, p_now timestamptz, p_limited boolean)
 RETURNS SETOF dwa.claimed
@@ -93,6 +94,7 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $$
 BEGIN
+    DELETE FROM dwa.ready r WHERE r.step_id = ANY (p_ids);
     RETURN QUERY
     WITH u AS (
         UPDATE dwa.steps s
@@ -102,8 +104,11 @@ BEGIN
                limit_keys = CASE WHEN p_limited THEN dwa._limit_keys(s.queue, s.task,
                    s.backend, (SELECT tt.limit_keys FROM dwa.task_types tt
                                 WHERE tt.name = s.task)) END
-         WHERE s.id = ANY (p_ids)
+         WHERE s.id = ANY (p_ids) AND s.status = 'ready'
         RETURNING s.*
+    ), r AS (
+        INSERT INTO dwa.runs (run_id, step_id, task_id, worker_id, lease_until, limit_keys)
+        SELECT u.run_id, u.id, u.task_id, p_worker, u.lease_until, u.limit_keys FROM u
     )
     SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
            u.attempt, u.lease_until, u.id,
@@ -116,7 +121,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], interval, timestamptz, boolean) IS
-    'Give claimed steps run ids and leases (and limit keys when limited); mark their tasks running for external workers';
+    'Take claimed steps off the ready queue, give them run ids and leases (and limit keys when limited); mark their tasks running for external workers';
 
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
 -- any).
@@ -127,7 +132,7 @@ COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], interval, timestamptz, b
 -- to start).  Whatever the statistics say (right after a bulk load they
 -- say the table is nearly empty), no plan here may sort or scan the whole
 -- table: sequential and bitmap scans are off, which leaves the ordered
--- walk of the partial ready index for the choice and primary-key lookups
+-- walk of the ready queue's index for the choice and primary-key lookups
 -- (= ANY of an array, never a join) for the updates.  JIT is off too: the
 -- cost of a plan with a disabled scan would compile it (150 ms).
 --
@@ -156,12 +161,14 @@ BEGIN
         RETURN;
     END IF;
 
+    -- Locking the ready row claims the step: every change to a ready
+    -- step deletes its ready row first, in the same transaction.
     v_ids := ARRAY(
-        SELECT s.id FROM dwa.steps s
-         WHERE s.status = 'ready' AND s.run_after <= now()
-           AND (p_types IS NULL OR s.task = ANY (p_types))
-           AND (p_queues IS NULL OR s.queue = ANY (p_queues))
-         ORDER BY s.priority DESC, s.run_after, s.id
+        SELECT r.step_id FROM dwa.ready r
+         WHERE r.run_after <= now()
+           AND (p_types IS NULL OR r.task = ANY (p_types))
+           AND (p_queues IS NULL OR r.queue = ANY (p_queues))
+         ORDER BY r.priority DESC, r.run_after, r.step_id
          LIMIT p_n
            FOR UPDATE SKIP LOCKED);
     IF cardinality(v_ids) = 0 THEN
@@ -299,9 +306,14 @@ AS $$
          WHERE kind = 'sql' AND name = p_worker RETURNING id
     ), u AS (
         UPDATE dwa.steps SET lease_until = now() + p_lease
-         WHERE run_id = ANY (p_run_ids) AND status = 'running'
+         WHERE id = ANY (ARRAY(SELECT r.step_id FROM dwa.runs r
+                                WHERE r.run_id = ANY (p_run_ids)))
+           AND run_id = ANY (p_run_ids) AND status = 'running'
            AND lease_until >= now()
         RETURNING run_id
+    ), v AS (
+        UPDATE dwa.runs SET lease_until = now() + p_lease
+         WHERE run_id IN (SELECT u.run_id FROM u)
     )
     SELECT coalesce(array_agg(run_id ORDER BY run_id), '{}') FROM u
 $$;
@@ -322,7 +334,8 @@ DECLARE
     pct integer := greatest(0, least(100, round(coalesce(p_progress, 0))));
 BEGIN
     UPDATE dwa.steps SET progress = pct
-     WHERE run_id = p_run_id AND status = 'running'
+     WHERE id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+       AND run_id = p_run_id AND status = 'running'
     RETURNING task_id, step_id, item_index INTO s;
     IF NOT FOUND THEN
         RETURN false;
@@ -361,7 +374,8 @@ AS $$
     SELECT coalesce((SELECT dwa._finish_run(s.id, s.run_id, 'ok',
                coalesce(p_output, 'null'), NULL, NULL)
                        FROM dwa.steps s
-                      WHERE s.run_id = p_run_id AND s.status = 'running'), false)
+                      WHERE s.id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+                        AND s.run_id = p_run_id AND s.status = 'running'), false)
 $$;
 COMMENT ON FUNCTION dwa.complete(bigint, jsonb) IS
     'Record a run''s output; false, changing nothing, if its lease was lost or its task cancelled';
@@ -386,7 +400,8 @@ BEGIN
                coalesce(nullif(p_error, ''), 'failed'),
                CASE WHEN retryable THEN retry_after END)
                        FROM dwa.steps s
-                      WHERE s.run_id = p_run_id AND s.status = 'running'), false);
+                      WHERE s.id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+                        AND s.run_id = p_run_id AND s.status = 'running'), false);
 END
 $$;
 COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
@@ -447,11 +462,6 @@ BEGIN
     -- far behind.  Sequential scans are off: before the first ANALYZE of
     -- a table under sustained load, a scan of all of it testing each row
     -- against the batch's ids (4,096 of them) took 13 s a batch.
-    -- The successes' "status IS NOT DISTINCT FROM 'running'" is
-    -- "status = 'running'" that does not match steps_running_idx: from
-    -- statistics taken when no step ran, that index looks empty, and a
-    -- scan of all of it per batch, testing each row against the batch's
-    -- ids, made batches of ends take seconds.
     SELECT array_agg((e ->> 'id')::bigint),
            coalesce(array_agg((e ->> 'id')::bigint) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}'),
            coalesce(jsonb_object_agg(e ->> 'id', e) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}')
@@ -499,9 +509,9 @@ BEGIN
     END IF;
 
     -- Successes of forEach elements, set-wise: one update per forEach
-    -- step counts them, as many waiting elements as finished start (in
-    -- element order, through steps_waiting_idx), and a forEach step whose
-    -- elements are all in finishes.  Only the successes left over are
+    -- step counts them and moves its cursor, as many waiting elements as
+    -- finished start (the next ones in element order), and a forEach step
+    -- whose elements are all in finishes.  Only the successes left over are
     -- looked at again.
     IF cardinality(fast) > 0 THEN
         v_ok := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(fast));
@@ -528,23 +538,16 @@ BEGIN
                    FROM jsonb_array_elements(v_info) x
                   GROUP BY 1, 2 ORDER BY 1, 2
         LOOP
-            UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - r.n
+            UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - r.n,
+                   fe_next = least(p.fe_next + r.n, p.fe_total)
              WHERE p.task_id = r.task_id AND p.step_index = r.step_index
                AND p.item_index IS NULL
-            RETURNING p.status, p.fe_remaining INTO st, left_n;
+            RETURNING p.status, p.fe_remaining, p.fe_next INTO st, left_n, n;
             CONTINUE WHEN st IS DISTINCT FROM 'running';
             IF left_n > 0 THEN
-                UPDATE dwa.steps w SET status = 'ready', run_after = now()
-                 WHERE w.id = ANY (ARRAY(
-                        SELECT w2.id FROM dwa.steps w2
-                         WHERE w2.task_id = r.task_id AND w2.step_index = r.step_index
-                           AND w2.item_index IS NOT NULL AND w2.status = 'waiting'
-                         ORDER BY w2.item_index
-                         LIMIT r.n));
-                GET DIAGNOSTICS n = ROW_COUNT;
-                IF n > 0 THEN
-                    PERFORM pg_notify('dwa_wake', '');
-                END IF;
+                -- Those before the cursor that still wait (at the end of
+                -- the elements, fewer than r.n).
+                PERFORM dwa._start_elements(r.task_id, r.step_index, n - r.n, r.n);
             ELSE
                 UPDATE dwa.steps p SET status = 'succeeded', finished_at = now(), progress = 100,
                        output = (SELECT jsonb_agg(c.output ORDER BY c.item_index)
@@ -649,6 +652,12 @@ BEGIN
             PERFORM dwa._complete_task(r.id);
         END LOOP;
     END IF;
+    -- The runs finished set-wise are over.
+    IF cardinality(fast) > 0 THEN
+        DELETE FROM dwa.runs u
+         WHERE u.run_id = ANY (ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint
+                                       FROM unnest(fast) x));
+    END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
     -- another daemon may be waiting for.
     IF freed THEN
@@ -733,7 +742,7 @@ COMMENT ON FUNCTION dwa._lock_class() IS 'First key of the daemons'' session adv
 -- reconnect); returns the run ids it no longer holds, to abort them.
 --
 -- Sequential scans off, as in dwa._finish_batch: the run ids are looked
--- up through steps_running_idx whatever the statistics say.
+-- up through the primary key of dwa.runs whatever the statistics say.
 --
 -- SKIP LOCKED: a step row locked by one of the daemon's batches of ends,
 -- on another of its connections, is being finished; waiting for it while
@@ -749,18 +758,23 @@ AS $$
     WITH w AS (
         UPDATE dwa.workers SET last_seen = now() WHERE id = p_worker RETURNING id
     ), l AS (
-        SELECT s.id FROM dwa.steps s
-         WHERE s.run_id = ANY (p_run_ids) AND s.status = 'running'
+        SELECT s.id, s.run_id FROM dwa.steps s
+         WHERE s.id = ANY (ARRAY(SELECT r.step_id FROM dwa.runs r
+                                  WHERE r.run_id = ANY (p_run_ids)))
+           AND s.run_id = ANY (p_run_ids) AND s.status = 'running'
            AND s.lease_until >= now()
            FOR UPDATE SKIP LOCKED
     ), u AS (
         UPDATE dwa.steps s SET lease_until = now() + p_lease, worker_id = p_worker
          WHERE s.id = ANY (ARRAY(SELECT l.id FROM l))
+    ), v AS (
+        UPDATE dwa.runs r SET lease_until = now() + p_lease, worker_id = p_worker
+         WHERE r.run_id = ANY (ARRAY(SELECT l.run_id FROM l))
     )
     SELECT coalesce(array_agg(x ORDER BY x), '{}')
       FROM unnest(p_run_ids) x
-     WHERE NOT EXISTS (SELECT 1 FROM dwa.steps s
-                        WHERE s.run_id = x AND s.status = 'running'
+     WHERE NOT EXISTS (SELECT 1 FROM dwa.runs r JOIN dwa.steps s ON s.id = r.step_id
+                        WHERE r.run_id = x AND s.run_id = x AND s.status = 'running'
                           AND s.lease_until >= now())
 $$;
 COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
@@ -790,16 +804,23 @@ BEGIN
     )
     SELECT coalesce(array_agg(w.id), '{}') INTO dead FROM dwa.workers w
      WHERE w.kind = 'daemon' AND w.id NOT IN (SELECT id FROM live);
-    FOR r IN SELECT s.id, s.run_id, s.worker_id, s.lease_until < now() AS expired
-               FROM dwa.steps s
-              WHERE s.status = 'running' AND s.run_id IS NOT NULL
-                AND (s.lease_until < now() OR s.worker_id = ANY (dead))
-              ORDER BY s.task_id, s.id
+    -- dwa.runs holds a row per run in flight: small, read whole.
+    FOR r IN SELECT u.step_id AS id, u.run_id, u.worker_id, u.lease_until < now() AS expired
+               FROM dwa.runs u
+              WHERE u.lease_until < now() OR u.worker_id = ANY (dead)
+              ORDER BY u.task_id, u.step_id
     LOOP
         IF dwa._finish_run(r.id, r.run_id, 'lost', NULL,
             CASE WHEN r.expired THEN 'lease expired: the worker stopped renewing it'
                  ELSE format('worker %s is gone', r.worker_id) END, NULL) THEN
             n := n + 1;
+        ELSE
+            -- A row its step does not hold (the step moved on): drop it.
+            DELETE FROM dwa.runs u
+             WHERE u.run_id = r.run_id
+               AND NOT EXISTS (SELECT 1 FROM dwa.steps s
+                                WHERE s.id = u.step_id AND s.run_id = u.run_id
+                                  AND s.status = 'running');
         END IF;
     END LOOP;
     -- Deliveries in flight: the receiver may have got them (at least
@@ -843,7 +864,8 @@ BEGIN
         PERFORM dwa._reject('event: must be a non-empty name', 'event');
     END IF;
     SELECT task_id, step_id INTO s FROM dwa.steps
-     WHERE run_id = p_run_id AND status = 'running';
+     WHERE id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+       AND run_id = p_run_id AND status = 'running';
     IF NOT FOUND THEN
         RETURN false;
     END IF;

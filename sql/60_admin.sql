@@ -26,7 +26,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t dwa.tasks;
-    n integer;
 BEGIN
     t := dwa._task_locked(p_task_id);
     IF t.status NOT IN ('queued', 'running') THEN
@@ -34,9 +33,16 @@ BEGIN
     END IF;
     UPDATE dwa.tasks SET status = 'cancelled', finished_at = now()
      WHERE id = p_task_id;
-    UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
-     WHERE task_id = p_task_id AND status IN ('waiting', 'ready', 'running');
-    GET DIAGNOSTICS n = ROW_COUNT;
+    -- Ready rows first: a claim locks a step's ready row before the step.
+    DELETE FROM dwa.ready
+     WHERE step_id IN (SELECT id FROM dwa.steps
+                        WHERE task_id = p_task_id AND status = 'ready');
+    WITH c AS (
+        UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
+         WHERE task_id = p_task_id AND status IN ('waiting', 'ready', 'running')
+        RETURNING run_id
+    )
+    DELETE FROM dwa.runs WHERE run_id IN (SELECT c.run_id FROM c);
     PERFORM pg_notify('dwa_cancel', p_task_id::text);
     PERFORM dwa._event(p_task_id, NULL, 'cancelled');
     RETURN true;
@@ -77,15 +83,29 @@ BEGIN
                               AND c.item_index IS NOT NULL AND c.status <> 'succeeded')
      WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
        AND p.status IN ('failed', 'cancelled', 'skipped');
-    UPDATE dwa.steps c SET status = 'ready', run_after = now()
-      FROM (SELECT e.id, row_number() OVER (PARTITION BY e.step_index ORDER BY e.item_index) AS rn,
-                   p.fe_concurrency
-              FROM dwa.steps e
-              JOIN dwa.steps p ON p.task_id = e.task_id AND p.step_index = e.step_index
-                              AND p.item_index IS NULL
-             WHERE e.task_id = p_task_id AND e.item_index IS NOT NULL
-               AND e.status = 'waiting') w
-     WHERE c.id = w.id AND w.rn <= coalesce(w.fe_concurrency, 2147483647);
+    WITH c AS (
+        UPDATE dwa.steps c SET status = 'ready', run_after = now()
+          FROM (SELECT e.id, row_number() OVER (PARTITION BY e.step_index ORDER BY e.item_index) AS rn,
+                       p.fe_concurrency
+                  FROM dwa.steps e
+                  JOIN dwa.steps p ON p.task_id = e.task_id AND p.step_index = e.step_index
+                                  AND p.item_index IS NULL
+                 WHERE e.task_id = p_task_id AND e.item_index IS NOT NULL
+                   AND e.status = 'waiting') w
+         WHERE c.id = w.id AND w.rn <= coalesce(w.fe_concurrency, 2147483647)
+        RETURNING c.id, c.priority, c.run_after, c.task, c.queue, c.backend
+    )
+    INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+    SELECT c.id, c.priority, c.run_after, c.task, c.queue, c.backend FROM c;
+    -- The cursors: the first element that still waits (those before it
+    -- were started, now or before the task stopped).
+    UPDATE dwa.steps p
+       SET fe_next = coalesce((SELECT min(e.item_index) FROM dwa.steps e
+                                WHERE e.task_id = p.task_id AND e.step_index = p.step_index
+                                  AND e.item_index IS NOT NULL AND e.status = 'waiting'),
+                              p.fe_total)
+     WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
+       AND p.status = 'running';
 
     -- Every other step that did not succeed waits for its dependencies again.
     UPDATE dwa.steps s SET status = 'waiting', attempt = 0, error = NULL, run_id = NULL,

@@ -46,8 +46,9 @@
 	"  (extract(epoch FROM b.timeout) * 1000)::bigint AS ms, "	\
 	"  b.max_concurrency, coalesce(r.running, 0) AS running "	\
 	"  FROM dwa.backends b LEFT JOIN (SELECT s.backend, "		\
-	"    count(*) AS running FROM dwa.steps s "			\
-	"    WHERE s.status = 'running' GROUP BY s.backend) r "		\
+	"    count(*) AS running FROM dwa.runs u "			\
+	"    JOIN dwa.steps s ON s.id = u.step_id "			\
+	"    WHERE s.run_id = u.run_id GROUP BY s.backend) r "		\
 	"  ON r.backend = b.name) x "
 
 static const char *cmd_backends_sql =

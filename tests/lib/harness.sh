@@ -170,12 +170,25 @@ dwad_start() {
 dwad_pid() { eval "echo \$PID_$1"; }
 log_contains() { grep -q -- "$2" "$T_TMP/$1.log"; }
 
+# faults_check: dwa.steps and the tables that index it must agree
+# (tests/lib/faults.sql); a fault fails the test, whatever its TAP said.
+faults_check() {
+	local f
+	[ -n "${T_DB:-}" ] || return 0
+	f=$(psql -X -A -t -q -f "$top_srcdir/tests/lib/faults.sql" 2>/dev/null) || return 0
+	[ -z "$f" ] && return 0
+	echo "Bail out! dwa.steps and its queues disagree: $(echo "$f" | head -n 5 | tr '\n' ';')"
+	T_FAILED=1
+	return 1
+}
+
 t_cleanup() {
-	local pid
+	local pid rc=$?
 	for pid in $T_PIDS; do
 		kill -KILL "$pid" 2>/dev/null
 	done
 	wait 2>/dev/null
+	faults_check || rc=1
 	if [ "$T_FAILED" != 0 ]; then
 		for f in "$T_TMP"/*.log; do
 			[ -f "$f" ] || continue
@@ -189,5 +202,6 @@ t_cleanup() {
 		"$PGBIN/dropdb" --if-exists "$T_DB" >/dev/null 2>&1
 	fi
 	rm -rf "$T_TMP"
+	exit $rc
 }
 trap t_cleanup EXIT

@@ -37,8 +37,16 @@ BEGIN
     UPDATE dwa.steps SET status = CASE p_status WHEN 'completed' THEN 'succeeded'
                                       WHEN 'queued' THEN status
                                       WHEN 'running' THEN 'running' ELSE p_status END,
-           finished_at = now() - p_finished
+           finished_at = now() - p_finished,
+           run_id = CASE p_status WHEN 'running' THEN nextval('dwa.run_id_seq') END,
+           lease_until = CASE p_status WHEN 'running' THEN now() + interval '1 hour' END
      WHERE task_id = v_id;
+    -- The queues follow, as the engine keeps them.
+    DELETE FROM dwa.ready r USING dwa.steps s
+     WHERE r.step_id = s.id AND s.task_id = v_id AND s.status <> 'ready';
+    INSERT INTO dwa.runs (run_id, step_id, task_id, lease_until)
+    SELECT s.run_id, s.id, s.task_id, s.lease_until FROM dwa.steps s
+     WHERE s.task_id = v_id AND s.status = 'running';
     INSERT INTO ids VALUES (p_name, v_id);
     RETURN v_id;
 END
