@@ -9,6 +9,12 @@
  * documentation requires.  Results are collected until PQgetResult returns
  * NULL; only then does the callback run.  Notifications are drained after
  * every PQconsumeInput.
+ *
+ * A named query is prepared once per session, by a Prepare step queued just
+ * before its first use (and again after a reconnect), and then only bound
+ * and executed: no parsing or planning of the statement per call.  A named
+ * query that fails has its statement deallocated, so that the next use
+ * prepares it afresh (a replaced function may have changed its shape).
  */
 #include <sys/queue.h>
 
@@ -30,6 +36,8 @@ enum db_state {
 
 struct db_query {
 	char			*sql;
+	char			*stmt;		/* prepared statement; NULL: none */
+	int			 prepare;	/* this step prepares stmt */
 	int			 nparams;
 	char			**params;
 	db_result_cb		*cb;
@@ -61,6 +69,8 @@ struct db {
 	int			 server_version;
 	struct db_queries	 queue;		/* head is in flight when BUSY */
 	struct db_listens	 listens;
+	char			**prepared;	/* statements of this session */
+	int			 nprepared;
 	PGresult		*result;	/* the result kept for the callback */
 	db_state_cb		*state_cb;
 	void			*state_arg;
@@ -133,7 +143,26 @@ db_query_free(struct db_query *q)
 		free(q->params[i]);
 	free(q->params);
 	free(q->sql);
+	free(q->stmt);
 	free(q);
+}
+
+/* Whether statement name is prepared on this session; with del, forget it. */
+static int
+db_prepared(struct db *db, const char *name, int del)
+{
+	int	i;
+
+	for (i = 0; i < db->nprepared; i++) {
+		if (strcmp(db->prepared[i], name) != 0)
+			continue;
+		if (del) {
+			free(db->prepared[i]);
+			db->prepared[i] = db->prepared[--db->nprepared];
+		}
+		return (1);
+	}
+	return (0);
 }
 
 /* Close the connection, if any, without telling anybody. */
@@ -152,6 +181,9 @@ db_close(struct db *db)
 	if (db->conn != NULL)
 		PQfinish(db->conn);
 	db->conn = NULL;
+	/* Prepared statements die with their session. */
+	while (db->nprepared > 0)
+		free(db->prepared[--db->nprepared]);
 }
 
 void
@@ -174,6 +206,7 @@ db_free(struct db *db)
 	}
 	event_free(db->retry);
 	event_free(db->deadline);
+	free(db->prepared);
 	free(db->url);
 	free(db->name);
 	free(db);
@@ -332,17 +365,42 @@ db_drain_notifies(struct db *db)
 	}
 }
 
+/* Queue a step of our own before everything else. */
+static void
+db_push_front(struct db *db, const char *sql, const char *stmt, int prepare)
+{
+	struct db_query	*q;
+
+	q = xcalloc(1, sizeof *q);
+	q->sql = xstrdup(sql);
+	q->stmt = stmt != NULL ? xstrdup(stmt) : NULL;
+	q->prepare = prepare;
+	TAILQ_INSERT_HEAD(&db->queue, q, entry);
+}
+
 /* Send the query at the head of the queue, if idle. */
 static void
 db_send_next(struct db *db)
 {
 	struct db_query	*q;
-	int		 r;
+	int		 r, sent;
 
 	if (db->state != DB_IDLE || (q = TAILQ_FIRST(&db->queue)) == NULL)
 		return;
-	if (!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
-	    (const char *const *)q->params, NULL, NULL, 0)) {
+	if (q->stmt != NULL && !q->prepare && !db_prepared(db, q->stmt, 0)) {
+		/* Its first use on this session: prepare it first. */
+		db_push_front(db, q->sql, q->stmt, 1);
+		q = TAILQ_FIRST(&db->queue);
+	}
+	if (q->prepare)
+		sent = PQsendPrepare(db->conn, q->stmt, q->sql, 0, NULL);
+	else if (q->stmt != NULL)
+		sent = PQsendQueryPrepared(db->conn, q->stmt, q->nparams,
+		    (const char *const *)q->params, NULL, NULL, 0);
+	else
+		sent = PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
+		    (const char *const *)q->params, NULL, NULL, 0);
+	if (!sent) {
 		db_lost(db, PQerrorMessage(db->conn));
 		return;
 	}
@@ -358,9 +416,9 @@ db_send_next(struct db *db)
 static void
 db_finish_query(struct db *db)
 {
-	struct db_query	*q = TAILQ_FIRST(&db->queue);
+	struct db_query	*q = TAILQ_FIRST(&db->queue), *next;
 	PGresult	*res = db->result;
-	char		*err = NULL;
+	char		*err = NULL, *sql;
 
 	TAILQ_REMOVE(&db->queue, q, entry);
 	db->result = NULL;
@@ -374,8 +432,31 @@ db_finish_query(struct db *db)
 		err = xstrdup(m != NULL ? m : PQresultErrorMessage(res));
 		err[strcspn(err, "\n")] = '\0';
 	}
-	if (err != NULL && q->cb == NULL)
+	if (err != NULL && q->cb == NULL && !q->prepare)
 		log_warn("db %s: %s: %s", db->name, q->sql, err);
+	if (q->prepare && err == NULL) {
+		db->prepared = xreallocarray(db->prepared, db->nprepared + 1,
+		    sizeof *db->prepared);
+		db->prepared[db->nprepared++] = xstrdup(q->stmt);
+	} else if (q->prepare) {
+		/* The query it was for fails with its error, unsent. */
+		next = TAILQ_FIRST(&db->queue);
+		if (next == NULL || next->stmt == NULL ||
+		    strcmp(next->stmt, q->stmt) != 0)
+			fatalx("db %s: statement %s prepared for nothing",
+			    db->name, q->stmt);
+		TAILQ_REMOVE(&db->queue, next, entry);
+		if (next->cb != NULL)
+			next->cb(NULL, err, next->arg);
+		else
+			log_warn("db %s: %s: %s", db->name, next->sql, err);
+		db_query_free(next);
+	} else if (q->stmt != NULL && err != NULL &&
+	    db_prepared(db, q->stmt, 1)) {
+		xasprintf(&sql, "DEALLOCATE %s", q->stmt);
+		db_push_front(db, sql, NULL, 0);
+		free(sql);
+	}
 	if (q->cb != NULL)
 		q->cb(err == NULL ? res : NULL, err, q->arg);
 	free(err);
@@ -472,6 +553,18 @@ int
 db_query(struct db *db, const char *sql, int nparams,
     const char *const *params, db_result_cb *cb, void *arg)
 {
+	return (db_query_prepared(db, NULL, sql, nparams, params, cb, arg));
+}
+
+/*
+ * The same, for a query run often: prepared as statement stmt (a name of
+ * its own, always with the same sql) on each session, then only executed.
+ * Its parameters' types come from casts in sql.
+ */
+int
+db_query_prepared(struct db *db, const char *stmt, const char *sql,
+    int nparams, const char *const *params, db_result_cb *cb, void *arg)
+{
 	struct db_query	*q;
 	int		 i;
 
@@ -479,6 +572,7 @@ db_query(struct db *db, const char *sql, int nparams,
 		return (-1);
 	q = xcalloc(1, sizeof *q);
 	q->sql = xstrdup(sql);
+	q->stmt = stmt != NULL ? xstrdup(stmt) : NULL;
 	q->nparams = nparams;
 	if (nparams > 0) {
 		q->params = xcalloc(nparams, sizeof *q->params);

@@ -37,6 +37,8 @@ void		 db_start(struct db *);
 void		 db_listen(struct db *, const char *, db_notify_cb *, void *);
 int		 db_query(struct db *, const char *, int, const char *const *,
 		     db_result_cb *, void *);
+int		 db_query_prepared(struct db *, const char *, const char *, int,
+		     const char *const *, db_result_cb *, void *);
 int		 db_is_up(const struct db *);
 int		 db_idle(const struct db *);
 const char	*db_name(const struct db *);

@@ -3,9 +3,10 @@
  *
  * Start-up order: parse options, connect once (blocking) to check the
  * schema version and log the versions of everything, then run one libevent
- * loop holding two connections (work: claims and ends; listen: LISTEN for
- * wake-ups and cancels) and the scheduler.  SIGTERM/SIGINT drain, a second
- * one exits at once; SIGHUP reopens the log file.
+ * loop holding five connections (work: registration and claims; finish and
+ * finish2: the ends of runs; house: housekeeping and effect deliveries;
+ * listen: LISTEN for wake-ups and cancels) and the scheduler.  SIGTERM/SIGINT
+ * drain, a second one exits at once; SIGHUP reopens the log file.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -245,6 +246,12 @@ dwad_work_state_cb(struct db *db __unused, int up, void *arg __unused)
 }
 
 static void
+dwad_house_state_cb(struct db *db __unused, int up, void *arg __unused)
+{
+	outbox_db_state(dwad_outbox, up);
+}
+
+static void
 dwad_listen_state_cb(struct db *db __unused, int up, void *arg)
 {
 	/* Notifications sent while we were away are lost: look once. */
@@ -425,7 +432,7 @@ main(int argc, char **argv)
 	struct event_base	*base;
 	struct event		*ev_term, *ev_int, *ev_hup;
 	struct http		*http;
-	struct db		*work, *listen, *finish[SCHED_LANES];
+	struct db		*work, *house, *listen, *finish[SCHED_LANES];
 	const char		*url = NULL, *log_path = NULL, *tasks = NULL;
 	char			*name = NULL, host[256], *cause = NULL;
 	int			 ch, i, level = LOG_INFO, keep_workdirs = 0;
@@ -554,6 +561,14 @@ main(int argc, char **argv)
 		    "finish2", NULL, NULL);
 		sched_set_finish_db(dwad_sched, i, finish[i]);
 	}
+	/*
+	 * Housekeeping (the reaper, the registry, retention) and effect
+	 * deliveries on a connection of their own, so that a claim never
+	 * waits behind them; on the work connection while it is down.
+	 */
+	house = db_create(base, url, "house", dwad_house_state_cb, NULL);
+	sched_set_house_db(dwad_sched, house);
+	outbox_set_house_db(dwad_outbox, house);
 	listen = db_create(base, url, "listen", dwad_listen_state_cb,
 	    dwad_sched);
 	db_listen(listen, "dwa_wake", dwad_notify_cb, dwad_sched);
@@ -570,6 +585,7 @@ main(int argc, char **argv)
 	db_start(work);
 	for (i = 0; i < SCHED_LANES; i++)
 		db_start(finish[i]);
+	db_start(house);
 	db_start(listen);
 	while (!dwad_exiting) {
 		event_base_loop(base, EVLOOP_ONCE);
@@ -588,6 +604,7 @@ main(int argc, char **argv)
 	outbox_free(dwad_outbox);
 	http_free(http);
 	db_free(listen);
+	db_free(house);
 	for (i = 0; i < SCHED_LANES; i++)
 		db_free(finish[i]);
 	db_free(work);

@@ -11,6 +11,8 @@
  * reconnect; a daemon killed mid-delivery leaves its rows to be requeued by
  * any daemon's reaper.  An outcome names the claim it answers (worker id
  * and attempt number), so a late one never overwrites a later claim's.
+ * Claims and outcomes go to the housekeeping connection while it is up,
+ * else to the work connection, so that they never hold up a step's claim.
  *
  * Failures are classified here, where they happen: a missing setting, a
  * URL libcurl cannot parse or a scheme the delivery cannot use are
@@ -64,7 +66,10 @@ TAILQ_HEAD(deliveries, delivery);
 
 struct outbox {
 	struct event_base	*base;
-	struct db		*db;
+	struct db		*db;		/* work: while house is down */
+	struct db		*house;		/* housekeeping; may be NULL */
+	struct db		*claim_db;	/* where the claim in flight went */
+	struct db		*used;		/* where the outcomes in flight went */
 	struct http		*http;
 	struct outbox_config	 cfg;
 	int			 worker_id;
@@ -99,6 +104,13 @@ outbox_signature(const char *secret, const char *body, size_t len)
 	for (i = 0; i < mdlen; i++)
 		snprintf(hex + i * 2, 3, "%02x", md[i]);
 	return (hex);
+}
+
+/* The housekeeping connection when it is up, else the work connection. */
+static struct db *
+outbox_db(const struct outbox *o)
+{
+	return (o->house != NULL && db_is_up(o->house) ? o->house : o->db);
 }
 
 static void
@@ -501,7 +513,7 @@ outbox_claim_cb(PGresult *res, const char *error, void *arg)
 
 	o->claiming = 0;
 	if (res == NULL) {
-		if (db_is_up(o->db))
+		if (db_is_up(o->claim_db))
 			log_error("outbox claim failed: %s", error);
 		return;
 	}
@@ -516,9 +528,9 @@ outbox_claim_cb(PGresult *res, const char *error, void *arg)
 	 * Nothing more is due now: a retry may fall due before the next
 	 * poll, so that backoffs under a second keep their length.
 	 */
-	db_query(o->db, "SELECT ceil(extract(epoch FROM min(next_attempt_at) - "
-	    "now()) * 1000)::bigint FROM dwa.outbox WHERE status = 'pending'",
-	    0, NULL, outbox_next_cb, o);
+	db_query(outbox_db(o), "SELECT ceil(extract(epoch FROM "
+	    "min(next_attempt_at) - now()) * 1000)::bigint FROM dwa.outbox "
+	    "WHERE status = 'pending'", 0, NULL, outbox_next_cb, o);
 }
 
 static void
@@ -534,9 +546,10 @@ outbox_claim(struct outbox *o, int n)
 	params[0] = worker;
 	params[1] = count;
 	params[2] = lease;
-	if (db_query(o->db, "SELECT id, delivery_id, event, effect, attempts "
-	    "FROM dwa._outbox_claim($1::integer, $2::integer, $3::interval)", 3,
-	    params, outbox_claim_cb, o) == 0) {
+	o->claim_db = outbox_db(o);
+	if (db_query(o->claim_db, "SELECT id, delivery_id, event, effect, "
+	    "attempts FROM dwa._outbox_claim($1::integer, $2::integer, "
+	    "$3::interval)", 3, params, outbox_claim_cb, o) == 0) {
 		o->claiming = 1;
 		o->claim_n = n;
 		o->claim_worker = o->worker_id;
@@ -549,8 +562,8 @@ outbox_finish_cb(PGresult *res, const char *error, void *arg)
 {
 	struct outbox	*o = arg;
 
-	if (res == NULL && !db_is_up(o->db)) {
-		/* Resend after the reconnect. */
+	if (res == NULL && !db_is_up(o->used)) {
+		/* Resend, on whichever connection is up then. */
 		json_array_extend(o->finishing, o->pending);
 		json_decref(o->pending);
 		o->pending = o->finishing;
@@ -573,7 +586,8 @@ outbox_finish(struct outbox *o)
 
 	body = json_dumps(o->pending, JSON_COMPACT);
 	params[0] = body;
-	if (db_query(o->db, "SELECT dwa._outbox_finish($1::jsonb)", 1, params,
+	o->used = outbox_db(o);
+	if (db_query(o->used, "SELECT dwa._outbox_finish($1::jsonb)", 1, params,
 	    outbox_finish_cb, o) == 0) {
 		o->finishing = o->pending;
 		o->pending = json_array();
@@ -595,13 +609,23 @@ outbox_wake(struct outbox *o)
 	o->want_claim = 1;
 }
 
-/* The work connection came up or went down. */
+/*
+ * The work or the housekeeping connection came up or went down.  A claim
+ * in flight on a lost connection has already been failed (its callback
+ * cleared claiming).
+ */
 void
 outbox_db_state(struct outbox *o, int up)
 {
-	o->claiming = 0;
 	if (up)
 		o->want_claim = 1;
+}
+
+/* The housekeeping connection, beside the work connection. */
+void
+outbox_set_house_db(struct outbox *o, struct db *hdb)
+{
+	o->house = hdb;
 }
 
 /* After each loop pass: record outcomes, then claim if there is room. */
@@ -611,7 +635,7 @@ outbox_after_pass(struct outbox *o, int worker_id)
 	int	free_slots;
 
 	o->worker_id = worker_id;
-	if (worker_id == 0 || !db_is_up(o->db))
+	if (worker_id == 0 || !db_is_up(outbox_db(o)))
 		return;
 	if (o->finishing == NULL && json_array_size(o->pending) > 0)
 		outbox_finish(o);
@@ -659,7 +683,7 @@ outbox_finished(const struct outbox *o)
 {
 	if (!o->draining || o->ninflight > 0)
 		return (0);
-	if (!db_is_up(o->db))
+	if (!db_is_up(outbox_db(o)))
 		return (1);
 	return (json_array_size(o->pending) == 0 && o->finishing == NULL);
 }

@@ -25,6 +25,7 @@ struct outbox	*outbox_create(struct event_base *, struct db *, struct http *,
 		     const struct outbox_config *);
 void		 outbox_free(struct outbox *);
 void		 outbox_db_state(struct outbox *, int);
+void		 outbox_set_house_db(struct outbox *, struct db *);
 void		 outbox_wake(struct outbox *);
 void		 outbox_after_pass(struct outbox *, int);
 void		 outbox_drain(struct outbox *, int64_t);

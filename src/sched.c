@@ -13,6 +13,11 @@
  * - Claims happen after a wake-up (NOTIFY), after ends were recorded (they
  *   may have released dependents), when the last claim came back full, and
  *   at least every poll interval.  NOTIFY is only a hint.
+ * - The work connection is for claims (and registration): the reaper,
+ *   the registry reload, task directories and retention batches go to the
+ *   housekeeping connection, and ends to the lanes', so that a claim woken
+ *   by NOTIFY waits behind none of them.  Each falls back to the work
+ *   connection while its own is down.
  */
 #include <sys/queue.h>
 
@@ -76,7 +81,8 @@ struct lane {
 
 struct sched {
 	struct event_base	*base;
-	struct db		*db;
+	struct db		*db;		/* work: claims, registration */
+	struct db		*house;		/* may be NULL: the work connection */
 	struct lane		 lanes[SCHED_LANES];
 	struct sched_config	 cfg;
 	int			 worker_id;	/* 0 until registered */
@@ -127,6 +133,23 @@ static struct db *
 lane_db(struct lane *l)
 {
 	return (l->db != NULL && db_is_up(l->db) ? l->db : l->sched->db);
+}
+
+/* The housekeeping connection when it is up, else the work connection. */
+static struct db *
+sched_house_db(struct sched *s)
+{
+	return (s->house != NULL && db_is_up(s->house) ? s->house : s->db);
+}
+
+/*
+ * Whether a failed housekeeping statement is worth logging: not when it
+ * failed because its connection went down.
+ */
+static int
+sched_house_error(struct sched *s)
+{
+	return (db_is_up(s->db) && (s->house == NULL || db_is_up(s->house)));
 }
 
 /* The lane of a task's runs. */
@@ -512,6 +535,17 @@ run_start(struct sched *s, PGresult *res, int row)
 	json_decref(input);
 }
 
+/* (Re)start the poll interval from now. */
+static void
+sched_poll_arm(struct sched *s)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = s->cfg.poll_ms / 1000;
+	tv.tv_usec = (s->cfg.poll_ms % 1000) * 1000;
+	event_add(s->poll_ev, &tv);
+}
+
 static void
 sched_hold_cb(evutil_socket_t fd __unused, short events __unused, void *arg)
 {
@@ -583,12 +617,16 @@ sched_claim(struct sched *s, const char *types, int n)
 	params[2] = count;
 	params[3] = lease;
 	params[4] = s->cfg.queues;	/* NULL: any queue */
-	if (db_query(s->db, "SELECT id, run_id, task_id, step_id, item_index, "
-	    "task, input, attempt, timeout_ms, hold_ms, backend FROM dwa._claim_async("
-	    "$1::integer, $2::text[], $3::integer, $4::interval, $5::text[])",
-	    5, params,
-	    sched_claim_cb, s) == 0)
+	/* Prepared: no parsing or planning of it between a wake-up and a run. */
+	if (db_query_prepared(s->db, "dwa_claim", "SELECT id, run_id, task_id, "
+	    "step_id, item_index, task, input, attempt, timeout_ms, hold_ms, "
+	    "backend FROM dwa._claim_async($1::integer, $2::text[], "
+	    "$3::integer, $4::interval, $5::text[])", 5, params,
+	    sched_claim_cb, s) == 0) {
 		s->claiming++;
+		/* A claim is a look: the next poll is due an interval later. */
+		sched_poll_arm(s);
+	}
 }
 
 /* Runs of this daemon whose type matches a --type-limit pattern. */
@@ -745,8 +783,8 @@ lane_finish(struct lane *l)
 	l->used = lane_db(l);
 	body = json_dumps(batch, EXEC_JSON_FLAGS);
 	params[0] = body;
-	if (db_query(l->used, "SELECT dwa._finish_batch($1::jsonb)", 1,
-	    params, lane_finish_cb, l) == 0) {
+	if (db_query_prepared(l->used, "dwa_finish_batch", "SELECT "
+	    "dwa._finish_batch($1::jsonb)", 1, params, lane_finish_cb, l) == 0) {
 		if (batch != l->pending)
 			json_decref(l->pending);
 		l->finishing = batch;
@@ -966,7 +1004,7 @@ sched_reap_cb(PGresult *res, const char *error, void *arg)
 
 	s->reaping = 0;
 	if (res == NULL) {
-		if (db_is_up(s->db))
+		if (sched_house_error(s))
 			log_error("reaping failed: %s", error);
 		return;
 	}
@@ -986,8 +1024,8 @@ sched_reap_timer_cb(evutil_socket_t fd __unused, short events __unused,
 
 	if (s->worker_id == 0 || s->reaping)
 		return;
-	if (db_query(s->db, "SELECT dwa._reap()", 0, NULL, sched_reap_cb,
-	    s) == 0)
+	if (db_query(sched_house_db(s), "SELECT dwa._reap()", 0, NULL,
+	    sched_reap_cb, s) == 0)
 		s->reaping = 1;
 }
 
@@ -1058,7 +1096,7 @@ sched_registry_cb(PGresult *res, const char *error, void *arg)
 
 	s->loading = 0;
 	if (res == NULL) {
-		if (db_is_up(s->db))
+		if (sched_house_error(s))
 			log_error("loading the task types failed: %s", error);
 		return;
 	}
@@ -1110,9 +1148,9 @@ sched_registry_cb(PGresult *res, const char *error, void *arg)
 static void
 sched_registry_load(struct sched *s)
 {
-	if (s->loading || !db_is_up(s->db))
+	if (s->loading)
 		return;
-	if (db_query(s->db, "SELECT "
+	if (db_query(sched_house_db(s), "SELECT "
 	    "(SELECT coalesce(json_object_agg(name, command), '{}') "
 	    "FROM dwa.task_types WHERE executor = 'exec' AND command IS NOT "
 	    "NULL)::text, "
@@ -1137,7 +1175,7 @@ sched_taskdir_cb(PGresult *res, const char *error, void *arg)
 
 	s->pruning = 0;
 	if (res == NULL) {
-		if (db_is_up(s->db))
+		if (sched_house_error(s))
 			log_error("looking for finished task directories: %s",
 			    error);
 		return;
@@ -1161,15 +1199,15 @@ sched_taskdir_timer_cb(evutil_socket_t fd __unused, short events __unused,
 	char		*ids;
 	const char	*params[1];
 
-	if (s->pruning || !db_is_up(s->db) || s->cfg.keep_workdirs ||
-	    (ids = executor_task_dirs()) == NULL)
+	if (s->pruning || !db_is_up(sched_house_db(s)) ||
+	    s->cfg.keep_workdirs || (ids = executor_task_dirs()) == NULL)
 		return;
 	params[0] = ids;
 	/* Failed and cancelled tasks keep theirs: dwa.retry resumes them. */
-	if (db_query(s->db, "SELECT coalesce(array_agg(d.id), '{}') FROM "
-	    "unnest($1::bigint[]) AS d(id) WHERE NOT EXISTS (SELECT 1 FROM "
-	    "dwa.tasks t WHERE t.id = d.id AND t.status <> 'completed')", 1,
-	    params, sched_taskdir_cb, s) == 0)
+	if (db_query(sched_house_db(s), "SELECT coalesce(array_agg(d.id), "
+	    "'{}') FROM unnest($1::bigint[]) AS d(id) WHERE NOT EXISTS "
+	    "(SELECT 1 FROM dwa.tasks t WHERE t.id = d.id AND t.status <> "
+	    "'completed')", 1, params, sched_taskdir_cb, s) == 0)
 		s->pruning = 1;
 	free(ids);
 }
@@ -1188,7 +1226,7 @@ sched_retention_cb(PGresult *res, const char *error, void *arg)
 
 	s->retaining = 0;
 	if (res == NULL) {
-		if (db_is_up(s->db))
+		if (sched_house_error(s))
 			log_error("pruning finished tasks failed: %s", error);
 		return;
 	}
@@ -1216,8 +1254,8 @@ sched_retention_run(struct sched *s)
 	snprintf(limit, sizeof limit, "%d", SCHED_RETENTION_BATCH);
 	params[0] = age;
 	params[1] = limit;
-	if (db_query(s->db, "SELECT dwa.prune($1::interval, $2::integer)", 2,
-	    params, sched_retention_cb, s) == 0)
+	if (db_query(sched_house_db(s), "SELECT dwa.prune($1::interval, "
+	    "$2::integer)", 2, params, sched_retention_cb, s) == 0)
 		s->retaining = 1;
 }
 
@@ -1269,8 +1307,7 @@ sched_db_state(struct sched *s, int up)
 	const char	*params[5];
 
 	s->worker_id = 0;
-	s->claiming = s->renewing = s->reaping = s->loading = s->pruning = 0;
-	s->retaining = 0;
+	s->claiming = s->renewing = 0;
 	if (!up)
 		return;
 	if (gethostname(host, sizeof host) != 0)
@@ -1293,6 +1330,13 @@ sched_set_finish_db(struct sched *s, int i, struct db *fdb)
 {
 	if (i >= 0 && i < SCHED_LANES)
 		s->lanes[i].db = fdb;
+}
+
+/* The housekeeping connection, beside the work connection. */
+void
+sched_set_house_db(struct sched *s, struct db *hdb)
+{
+	s->house = hdb;
 }
 
 /* This daemon's id in dwa.workers; 0 while not registered. */
@@ -1410,9 +1454,7 @@ sched_create(struct event_base *base, struct db *db,
 	}
 
 	s->poll_ev = event_new(base, -1, EV_PERSIST, sched_poll_cb, s);
-	tv.tv_sec = cfg->poll_ms / 1000;
-	tv.tv_usec = (cfg->poll_ms % 1000) * 1000;
-	event_add(s->poll_ev, &tv);
+	sched_poll_arm(s);
 
 	s->renew_ev = event_new(base, -1, EV_PERSIST, sched_renew_timer_cb, s);
 	tv.tv_sec = cfg->lease_ms / 3 / 1000;

@@ -48,6 +48,7 @@ struct sched	*sched_create(struct event_base *, struct db *,
 void		 sched_free(struct sched *);
 void		 sched_db_state(struct sched *, int);
 void		 sched_set_finish_db(struct sched *, int, struct db *);
+void		 sched_set_house_db(struct sched *, struct db *);
 int		 sched_type_group(const struct sched_config *, const char *);
 char		*sched_types_literal(const struct sched_config *, char *const *,
 		    int, int);
