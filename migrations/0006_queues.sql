@@ -7,7 +7,11 @@
 -- five index insertions a task, a quarter of PostgreSQL's CPU).  Now:
 --
 --   dwa.ready  one narrow row per ready step, in claim order; a claim
---              deletes the rows it takes;
+--              deletes the rows it takes.  Its one index is the claim
+--              order, which ends with the step id: a ready row is found
+--              by its step's priority, run_after and id (no primary key,
+--              one index insertion less a step: bulk submission is 15 %
+--              faster without it);
 --   dwa.runs   one narrow row per run in flight: the lookup by run id, the
 --              lease the reaper watches, the limit keys caps count;
 --
@@ -17,7 +21,7 @@
 -- room: fillfactor 50 leaves room for them.
 
 CREATE TABLE dwa.ready (
-    step_id     bigint PRIMARY KEY,
+    step_id     bigint NOT NULL,
     priority    integer NOT NULL,
     run_after   timestamptz NOT NULL,
     task        text NOT NULL,

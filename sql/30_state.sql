@@ -108,9 +108,9 @@ BEGIN
         RETURN;
     END IF;
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready
-     WHERE step_id IN (SELECT id FROM dwa.steps
-                        WHERE task_id = p_task_id AND status = 'ready');
+    DELETE FROM dwa.ready r USING dwa.steps s
+     WHERE s.task_id = p_task_id AND s.status = 'ready'
+       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
     UPDATE dwa.steps SET status = 'skipped', finished_at = now()
      WHERE task_id = p_task_id AND status IN ('waiting', 'ready');
     WITH c AS (
@@ -492,7 +492,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE dwa.ready SET run_after = NEW.run_after, priority = NEW.priority
-     WHERE step_id = NEW.id;
+     WHERE priority = OLD.priority AND run_after = OLD.run_after AND step_id = OLD.id;
     RETURN NULL;
 END
 $$;

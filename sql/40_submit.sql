@@ -399,10 +399,9 @@ BEGIN
                    FROM unnest(v_slow_tasks, v_slow_steps) AS x(task_id, step_index)
                   GROUP BY x.task_id ORDER BY x.task_id
         LOOP
-            DELETE FROM dwa.ready
-             WHERE step_id IN (SELECT id FROM dwa.steps
-                                WHERE task_id = r.task_id AND step_index > r.k
-                                  AND status = 'ready');
+            DELETE FROM dwa.ready q USING dwa.steps s
+             WHERE s.task_id = r.task_id AND s.step_index > r.k AND s.status = 'ready'
+               AND q.priority = s.priority AND q.run_after = s.run_after AND q.step_id = s.id;
             DELETE FROM dwa.steps
              WHERE task_id = r.task_id AND step_index > r.k AND item_index IS NOT NULL;
             UPDATE dwa.steps s
@@ -475,8 +474,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready r
-     WHERE r.step_id IN (SELECT s.id FROM dwa.steps s JOIN old_tasks o ON o.id = s.task_id);
+    DELETE FROM dwa.ready r USING dwa.steps s, old_tasks o
+     WHERE s.task_id = o.id
+       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
     DELETE FROM dwa.steps s USING old_tasks o WHERE s.task_id = o.id;
     DELETE FROM dwa.runs r USING old_tasks o WHERE r.task_id = o.id;
     DELETE FROM dwa.events e USING old_tasks o WHERE e.task_id = o.id;

@@ -94,7 +94,6 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $$
 BEGIN
-    DELETE FROM dwa.ready r WHERE r.step_id = ANY (p_ids);
     RETURN QUERY
     WITH u AS (
         UPDATE dwa.steps s
@@ -106,6 +105,11 @@ BEGIN
                                 WHERE tt.name = s.task)) END
          WHERE s.id = ANY (p_ids) AND s.status = 'ready'
         RETURNING s.*
+    ), q AS (
+        -- The claim holds these rows' locks already; a claim changes
+        -- neither priority nor run_after.
+        DELETE FROM dwa.ready r USING u
+         WHERE r.priority = u.priority AND r.run_after = u.run_after AND r.step_id = u.id
     ), r AS (
         INSERT INTO dwa.runs (run_id, step_id, task_id, worker_id, lease_until, limit_keys)
         SELECT u.run_id, u.id, u.task_id, p_worker, u.lease_until, u.limit_keys FROM u

@@ -34,9 +34,9 @@ BEGIN
     UPDATE dwa.tasks SET status = 'cancelled', finished_at = now()
      WHERE id = p_task_id;
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready
-     WHERE step_id IN (SELECT id FROM dwa.steps
-                        WHERE task_id = p_task_id AND status = 'ready');
+    DELETE FROM dwa.ready r USING dwa.steps s
+     WHERE s.task_id = p_task_id AND s.status = 'ready'
+       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
     WITH c AS (
         UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
          WHERE task_id = p_task_id AND status IN ('waiting', 'ready', 'running')

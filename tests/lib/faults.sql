@@ -15,6 +15,9 @@ SELECT format('ready row of step %s differs from the step', r.step_id)
        (s.priority, s.run_after, s.task, s.queue)
     OR r.backend IS DISTINCT FROM s.backend
 UNION ALL
+SELECT format('step %s has %s ready rows', r.step_id, count(*))
+  FROM dwa.ready r GROUP BY r.step_id HAVING count(*) > 1
+UNION ALL
 SELECT format('step %s runs %s without a runs row', s.id, s.run_id)
   FROM dwa.steps s
  WHERE s.status = 'running' AND NOT (s.item_index IS NULL AND s.fe_total IS NOT NULL)
