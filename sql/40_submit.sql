@@ -464,8 +464,8 @@ COMMENT ON FUNCTION dwa._tasks_idempotent() IS
     'Skip an INSERT whose idempotency key is already taken';
 
 -- _tasks_deleted: AFTER DELETE ... FOR EACH STATEMENT: steps (with their
--- ready and runs rows), UI events and finished deliveries go with tasks; deliveries still pending or under
--- way are left to be delivered.
+-- ready and runs rows), UI events and finished deliveries go with tasks;
+-- deliveries still pending or under way are left to be delivered.
 CREATE OR REPLACE FUNCTION dwa._tasks_deleted()
 RETURNS trigger
 LANGUAGE plpgsql
