@@ -5,7 +5,7 @@
 -- retried "later" is made due again by setting its run_after to now(),
 -- which is what the passing of time would do.
 BEGIN;
-SELECT plan(109);
+SELECT plan(122);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'rt.' || n, 'worker'
@@ -316,6 +316,31 @@ SELECT ok(dwa.complete(pg_temp.run('fe', 'e', 2), '"Z"'), 'forEach resume: eleme
 SELECT results_eq($$SELECT status, result FROM dwa.tasks WHERE id = pg_temp.id('fe')$$,
     $$VALUES ('completed'::text, '["X","Y","Z","W"]'::jsonb)$$,
     'forEach resume: the task completes with all outputs in element order');
+
+-- One element at a time: after a retry the cursor starts the rest in order.
+INSERT INTO ids SELECT 'fe1', dwa.submit('{"type":"fe1","steps":[
+    {"id":"e","task":"rt.fe","forEach":["a","b","c"],"forEachConcurrency":1}]}'::jsonb);
+SELECT is(pg_temp.claim('rt.fe'), 1::bigint, 'forEach cursor: one element claimed');
+SELECT ok(dwa.fail(pg_temp.run('fe1', 'e', 0), 'broken', retryable => false),
+    'forEach cursor: element 0 fails');
+SELECT ok(dwa.retry(pg_temp.id('fe1')), 'forEach cursor: retried');
+SELECT results_eq(
+    $$SELECT item_index, status FROM dwa.steps
+       WHERE task_id = pg_temp.id('fe1') AND item_index IS NOT NULL ORDER BY item_index$$,
+    $$VALUES (0, 'ready'::text), (1, 'waiting'), (2, 'waiting')$$,
+    'forEach cursor: element 0 ready again, the others wait');
+SELECT is((pg_temp.step('fe1', 'e')).fe_next, 1, 'forEach cursor: at element 1');
+SELECT is(pg_temp.claim('rt.fe'), 1::bigint, 'forEach cursor: element 0 claimed alone');
+SELECT ok(dwa.complete(pg_temp.run('fe1', 'e', 0), '"A"'), 'forEach cursor: element 0 completes');
+SELECT is(pg_temp.claim('rt.fe'), 1::bigint, 'forEach cursor: then element 1 alone');
+SELECT is((SELECT item_index FROM claims ORDER BY run_id DESC LIMIT 1), 1,
+    'forEach cursor: it is element 1');
+SELECT ok(dwa.complete(pg_temp.run('fe1', 'e', 1), '"B"'), 'forEach cursor: element 1 completes');
+SELECT is(pg_temp.claim('rt.fe'), 1::bigint, 'forEach cursor: then element 2');
+SELECT ok(dwa.complete(pg_temp.run('fe1', 'e', 2), '"C"'), 'forEach cursor: element 2 completes');
+SELECT results_eq($$SELECT status, result FROM dwa.tasks WHERE id = pg_temp.id('fe1')$$,
+    $$VALUES ('completed'::text, '["A","B","C"]'::jsonb)$$,
+    'forEach cursor: the task completes with the outputs in element order');
 
 SELECT * FROM finish();
 ROLLBACK;
