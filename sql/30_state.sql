@@ -26,6 +26,36 @@ $$;
 COMMENT ON FUNCTION dwa._event(bigint, text, text, jsonb) IS
     'NOTIFY dwa_events with a small JSON event for UIs';
 
+-- _unready: take these steps' rows off the ready queue (of those that are
+-- ready).  Every statement that finds ready rows for steps goes through
+-- here or by the row addresses a claim locked: a join of dwa.ready with
+-- anything else may be planned as a walk of the whole queue, because the
+-- queue is often empty when autovacuum analyzes it and a plan made from
+-- those statistics believes it holds one row; by the time the plan runs it
+-- may hold a million (a claim that did this took seconds while the queue
+-- grew, until the next analyze).  Here each step's row is looked up by its
+-- claim-order key, which its step holds: the subquery cannot be flattened
+-- into a join (OFFSET 0), so one index lookup a step is the only plan.
+CREATE OR REPLACE FUNCTION dwa._unready(p_steps bigint[])
+RETURNS void
+LANGUAGE sql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $$
+    DELETE FROM dwa.ready r
+     WHERE r.ctid = ANY (ARRAY(
+            SELECT q.ctid
+              FROM dwa.steps s
+             CROSS JOIN LATERAL (SELECT q.ctid FROM dwa.ready q
+                                  WHERE q.priority = s.priority AND q.run_after = s.run_after
+                                    AND q.step_id = s.id
+                                 OFFSET 0) q
+             WHERE s.id = ANY (p_steps) AND s.status = 'ready'))
+$$;
+COMMENT ON FUNCTION dwa._unready(bigint[]) IS
+    'Delete the ready-queue rows of the given steps, each by an index lookup';
+
 -- _retry_delay: the backoff before attempt p_attempt + 1, without jitter.
 CREATE OR REPLACE FUNCTION dwa._retry_delay(p_retry jsonb, p_attempt integer)
 RETURNS interval
@@ -108,9 +138,8 @@ BEGIN
         RETURN;
     END IF;
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready r USING dwa.steps s
-     WHERE s.task_id = p_task_id AND s.status = 'ready'
-       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
+    PERFORM dwa._unready(ARRAY(SELECT s.id FROM dwa.steps s
+                                WHERE s.task_id = p_task_id AND s.status = 'ready'));
     UPDATE dwa.steps SET status = 'skipped', finished_at = now()
      WHERE task_id = p_task_id AND status IN ('waiting', 'ready');
     WITH c AS (
@@ -118,7 +147,7 @@ BEGIN
          WHERE task_id = p_task_id AND status = 'running'
         RETURNING run_id
     ), d AS (
-        DELETE FROM dwa.runs WHERE run_id IN (SELECT run_id FROM c)
+        DELETE FROM dwa.runs WHERE run_id = ANY (ARRAY(SELECT c.run_id FROM c))
     )
     SELECT count(*) INTO n FROM c;
     IF n > 0 THEN

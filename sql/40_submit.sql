@@ -399,9 +399,9 @@ BEGIN
                    FROM unnest(v_slow_tasks, v_slow_steps) AS x(task_id, step_index)
                   GROUP BY x.task_id ORDER BY x.task_id
         LOOP
-            DELETE FROM dwa.ready q USING dwa.steps s
-             WHERE s.task_id = r.task_id AND s.step_index > r.k AND s.status = 'ready'
-               AND q.priority = s.priority AND q.run_after = s.run_after AND q.step_id = s.id;
+            PERFORM dwa._unready(ARRAY(SELECT s.id FROM dwa.steps s
+                                        WHERE s.task_id = r.task_id AND s.step_index > r.k
+                                          AND s.status = 'ready'));
             DELETE FROM dwa.steps
              WHERE task_id = r.task_id AND step_index > r.k AND item_index IS NOT NULL;
             UPDATE dwa.steps s
@@ -472,16 +472,20 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_tasks bigint[];
 BEGIN
+    -- By arrays of ids, never joins with the transition table: a plan made
+    -- while a queue table looked empty could walk it whole for each row.
+    v_tasks := ARRAY(SELECT o.id FROM old_tasks o);
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready r USING dwa.steps s, old_tasks o
-     WHERE s.task_id = o.id
-       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
-    DELETE FROM dwa.steps s USING old_tasks o WHERE s.task_id = o.id;
-    DELETE FROM dwa.runs r USING old_tasks o WHERE r.task_id = o.id;
-    DELETE FROM dwa.events e USING old_tasks o WHERE e.task_id = o.id;
-    DELETE FROM dwa.outbox x USING old_tasks o
-     WHERE x.task_id = o.id AND x.status IN ('delivered', 'dead');
+    PERFORM dwa._unready(ARRAY(SELECT s.id FROM dwa.steps s
+                                WHERE s.task_id = ANY (v_tasks) AND s.status = 'ready'));
+    DELETE FROM dwa.steps s WHERE s.task_id = ANY (v_tasks);
+    DELETE FROM dwa.runs r WHERE r.task_id = ANY (v_tasks);
+    DELETE FROM dwa.events e WHERE e.task_id = ANY (v_tasks);
+    DELETE FROM dwa.outbox x
+     WHERE x.task_id = ANY (v_tasks) AND x.status IN ('delivered', 'dead');
     RETURN NULL;
 END
 $$;

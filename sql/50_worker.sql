@@ -84,8 +84,12 @@ COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS
 -- ready queue and gets a run id and a lease from p_now, recorded in
 -- dwa.runs; with p_limited, the limit keys it runs under.  Returns them in
 -- claim order; their tasks are marked running unless the caller is dwad.
+-- p_ready: the addresses of the ready rows the claim locked, when it has
+-- them (dwa._claim); the rows stay where they are while locked.  Without
+-- them the rows are looked up by key (dwa._unready), never by a join.
+DROP FUNCTION IF EXISTS dwa._start_steps(integer, bigint[], interval, timestamptz, boolean);
 CREATE OR REPLACE FUNCTION dwa._start_steps(p_worker integer, p_ids bigint[],
-    p_lease interval, p_now timestamptz, p_limited boolean)
+    p_ready tid[], p_lease interval, p_now timestamptz, p_limited boolean)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -94,6 +98,11 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $$
 BEGIN
+    IF p_ready IS NULL THEN
+        PERFORM dwa._unready(p_ids);
+    ELSE
+        DELETE FROM dwa.ready r WHERE r.ctid = ANY (p_ready);
+    END IF;
     RETURN QUERY
     WITH u AS (
         UPDATE dwa.steps s
@@ -105,11 +114,6 @@ BEGIN
                                 WHERE tt.name = s.task)) END
          WHERE s.id = ANY (p_ids) AND s.status = 'ready'
         RETURNING s.*
-    ), q AS (
-        -- The claim holds these rows' locks already; a claim changes
-        -- neither priority nor run_after.
-        DELETE FROM dwa.ready r USING u
-         WHERE r.priority = u.priority AND r.run_after = u.run_after AND r.step_id = u.id
     ), r AS (
         INSERT INTO dwa.runs (run_id, step_id, task_id, worker_id, lease_until, limit_keys)
         SELECT u.run_id, u.id, u.task_id, p_worker, u.lease_until, u.limit_keys FROM u
@@ -124,7 +128,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], interval, timestamptz, boolean) IS
+COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], tid[], interval, timestamptz, boolean) IS
     'Take claimed steps off the ready queue, give them run ids and leases (and limit keys when limited); mark their tasks running for external workers';
 
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
@@ -154,6 +158,7 @@ AS $$
 DECLARE
     v_active text[];
     v_ids bigint[];
+    v_ready tid[];
     v_now timestamptz;
 BEGIN
     SELECT array_agg(l.key) INTO v_active FROM dwa.limits l
@@ -166,23 +171,24 @@ BEGIN
     END IF;
 
     -- Locking the ready row claims the step: every change to a ready
-    -- step deletes its ready row first, in the same transaction.
-    v_ids := ARRAY(
-        SELECT r.step_id FROM dwa.ready r
-         WHERE r.run_after <= now()
-           AND (p_types IS NULL OR r.task = ANY (p_types))
-           AND (p_queues IS NULL OR r.queue = ANY (p_queues))
-         ORDER BY r.priority DESC, r.run_after, r.step_id
-         LIMIT p_n
-           FOR UPDATE SKIP LOCKED);
-    IF cardinality(v_ids) = 0 THEN
+    -- step deletes its ready row first, in the same transaction.  The
+    -- rows' addresses delete them (a locked row cannot move).
+    SELECT array_agg(c.step_id), array_agg(c.ctid) INTO v_ids, v_ready
+      FROM (SELECT r.step_id, r.ctid FROM dwa.ready r
+             WHERE r.run_after <= now()
+               AND (p_types IS NULL OR r.task = ANY (p_types))
+               AND (p_queues IS NULL OR r.queue = ANY (p_queues))
+             ORDER BY r.priority DESC, r.run_after, r.step_id
+             LIMIT p_n
+               FOR UPDATE SKIP LOCKED) c;
+    IF v_ids IS NULL THEN
         RETURN;
     END IF;
     -- The steps start when the limits were found clear, not when the
     -- transaction began: a step must not seem to start before a pause
     -- that had ended by then.
     v_now := clock_timestamp();
-    RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, p_lease, v_now, false);
+    RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, v_ready, p_lease, v_now, false);
 END
 $$;
 COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
@@ -215,7 +221,7 @@ BEGIN
     -- not seem to overlap with the one that took its place.
     v_now := clock_timestamp();
     IF cardinality(v_ids) > 0 THEN
-        RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, p_lease, v_now, true);
+        RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, NULL, p_lease, v_now, true);
     END IF;
     IF v_hold IS NOT NULL THEN
         hint.hold_ms := v_hold;

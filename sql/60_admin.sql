@@ -34,15 +34,14 @@ BEGIN
     UPDATE dwa.tasks SET status = 'cancelled', finished_at = now()
      WHERE id = p_task_id;
     -- Ready rows first: a claim locks a step's ready row before the step.
-    DELETE FROM dwa.ready r USING dwa.steps s
-     WHERE s.task_id = p_task_id AND s.status = 'ready'
-       AND r.priority = s.priority AND r.run_after = s.run_after AND r.step_id = s.id;
+    PERFORM dwa._unready(ARRAY(SELECT s.id FROM dwa.steps s
+                                WHERE s.task_id = p_task_id AND s.status = 'ready'));
     WITH c AS (
         UPDATE dwa.steps SET status = 'cancelled', finished_at = now(), lease_until = NULL
          WHERE task_id = p_task_id AND status IN ('waiting', 'ready', 'running')
         RETURNING run_id
     )
-    DELETE FROM dwa.runs WHERE run_id IN (SELECT c.run_id FROM c);
+    DELETE FROM dwa.runs WHERE run_id = ANY (ARRAY(SELECT c.run_id FROM c));
     PERFORM pg_notify('dwa_cancel', p_task_id::text);
     PERFORM dwa._event(p_task_id, NULL, 'cancelled');
     RETURN true;

@@ -1,0 +1,142 @@
+-- plans.sql: the statements that find rows of the ready queue stay index
+-- lookups while the planner believes the queue is empty.
+--
+-- The queue is often empty when autovacuum analyzes it, and the plans of
+-- the claim and of the engine's other statements are made from those
+-- statistics and kept for the session.  A plan that joins dwa.ready with
+-- the claimed steps, made then, walks the whole queue for each claim once
+-- a backlog has built up: each claim slower as the backlog grows, until
+-- the next analyze.  Here the statistics say "empty" while 20,000 steps
+-- are ready, and each path that takes steps off the queue may read only
+-- as many index entries as it has work: claims (unlimited and limited),
+-- cancel, a failed task's ready siblings, deleting a task.
+--
+-- No enclosing transaction: the statistics must be committed as
+-- autovacuum would leave them.  The database is thrown away.
+SET statement_timeout = '60s';
+SELECT plan(20);
+
+ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
+ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
+INSERT INTO dwa.task_types (name, executor) VALUES ('pl.w', 'worker');
+
+-- index_reads(): index entries read from the ready queue's claim-order
+-- index so far in this transaction.
+CREATE FUNCTION pg_temp.index_reads() RETURNS bigint LANGUAGE sql AS $$
+    SELECT pg_stat_get_xact_tuples_returned('dwa.ready_claim_idx'::regclass)
+$$;
+-- believed_rows(): the planner's estimate of dwa.ready's rows.
+CREATE FUNCTION pg_temp.believed_rows() RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    p json;
+BEGIN
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT * FROM dwa.ready' INTO p;
+    RETURN (p -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
+END
+$$;
+-- reads_of(sql): index entries of dwa.ready read while running sql (the
+-- counts are the transaction's: psql runs each statement in its own).
+CREATE FUNCTION pg_temp.reads_of(p_sql text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n0 bigint := pg_temp.index_reads();
+BEGIN
+    EXECUTE p_sql;
+    RETURN pg_temp.index_reads() - n0;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- The statistics of an empty queue whose pages are still there: ready
+-- rows made and taken away, then analyzed.  At a lower priority than the
+-- backlog to come, their index entries (dead, but not yet removable while
+-- other sessions' snapshots may see them) sort after it: a claim walking
+-- the queue in order does not meet them, a plan walking all of it does.
+
+INSERT INTO dwa.tasks (type, priority) SELECT 'pl.w', -1 FROM generate_series(1, 5000);
+DELETE FROM dwa.tasks WHERE type = 'pl.w';
+ANALYZE dwa.ready;
+ANALYZE dwa.runs;
+SELECT is((SELECT reltuples FROM pg_class WHERE oid = 'dwa.ready'::regclass), 0::real,
+    'analyzed while empty: dwa.ready has no rows, as far as the statistics know');
+
+INSERT INTO dwa.tasks (type) SELECT 'pl.w' FROM generate_series(1, 20000);
+SELECT is((SELECT count(*) FROM dwa.ready), 20000::bigint, '20,000 ready rows');
+SELECT cmp_ok(pg_temp.believed_rows(), '<=', 1::numeric,
+    'the planner believes dwa.ready holds at most one row');
+
+-- ---------------------------------------------------------------------
+-- Claims.
+
+CREATE TEMP TABLE got (run_id bigint, task_id bigint);
+-- A claim as a worker makes it (dwa.claim: dwa._claim, unlimited).
+CREATE FUNCTION pg_temp.claim(p_n integer) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO got SELECT c.run_id, c.task_id
+      FROM dwa.claim('pl-worker', ARRAY['pl.w'], p_n, interval '5 minutes') c
+     WHERE c.run_id IS NOT NULL
+$$;
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 500::bigint,
+    'a claim of 50 reads fewer than 500 index entries (not the 20,000 of the queue)');
+SELECT is((SELECT count(*) FROM got), 50::bigint, 'it claimed 50');
+SELECT is((SELECT count(*) FROM dwa.ready), 19950::bigint, 'their ready rows are gone');
+SELECT is((SELECT count(*) FROM dwa.ready r JOIN dwa.steps s ON s.id = r.step_id
+            JOIN got g ON g.task_id = s.task_id), 0::bigint,
+    'none of the claimed steps is left in the queue');
+SELECT is((SELECT count(*) FROM dwa.runs u JOIN got g ON g.run_id = u.run_id), 50::bigint,
+    'each claimed run is recorded in dwa.runs');
+
+-- Again, in the same session: the cached plans too.
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 500::bigint,
+    'a second claim of 50 in the session reads fewer than 500');
+
+-- Under a limit (dwa._claim_limited looks its ready rows up by key).
+SELECT dwa.limit_set('type:pl.w', 1000, NULL, NULL);
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 500::bigint,
+    'a limited claim of 50 reads fewer than 500');
+SELECT is((SELECT count(*) FROM got), 150::bigint, 'the limited claim claimed 50 more');
+SELECT is((SELECT count(*) FROM dwa.ready), 19850::bigint, 'and took their ready rows');
+SELECT dwa.limit_delete('type:pl.w');
+
+-- ---------------------------------------------------------------------
+-- Cancel, a deleted task, a failed task: one ready row each, by key.
+
+CREATE TEMP TABLE one AS
+SELECT (SELECT min(task_id) FROM dwa.steps WHERE status = 'ready') AS cancel_id;
+SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa.cancel(%s)', (SELECT cancel_id FROM one))),
+    '<', 20::bigint, 'cancelling a task with a ready step reads fewer than 20 entries');
+SELECT is((SELECT count(*) FROM dwa.ready r JOIN dwa.steps s ON s.id = r.step_id
+            WHERE s.task_id = (SELECT cancel_id FROM one)), 0::bigint,
+    'the cancelled task''s step left the queue');
+
+UPDATE one SET cancel_id = (SELECT min(task_id) FROM dwa.steps WHERE status = 'ready');
+SELECT cmp_ok(pg_temp.reads_of(format('DELETE FROM dwa.tasks WHERE id = %s',
+        (SELECT cancel_id FROM one))),
+    '<', 20::bigint, 'deleting a task with a ready step reads fewer than 20 entries');
+SELECT is((SELECT count(*) FROM dwa.ready r
+            WHERE NOT EXISTS (SELECT 1 FROM dwa.steps s WHERE s.id = r.step_id)), 0::bigint,
+    'no ready row is left without its step');
+
+-- Two parallel steps of a type of their own: one claimed and failed for
+-- good, the other still ready, which the failed task skips.
+INSERT INTO dwa.task_types (name, executor) VALUES ('pl.f', 'worker');
+UPDATE one SET cancel_id = dwa.submit('{"type":"pl.pair","steps":[
+    {"id":"a","task":"pl.f"},{"id":"b","task":"pl.f","dependsOn":[]}]}'::jsonb);
+CREATE TEMP TABLE fr AS
+SELECT c.run_id FROM dwa.claim('pl-worker', ARRAY['pl.f'], 1, interval '5 minutes') c
+ WHERE c.run_id IS NOT NULL;
+SELECT is((SELECT count(*) FROM dwa.ready r JOIN dwa.steps s ON s.id = r.step_id
+            WHERE s.task_id = (SELECT cancel_id FROM one)), 1::bigint,
+    'one step of the pair claimed, the other ready');
+SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa.fail(%s, %L, false)',
+        (SELECT run_id FROM fr), 'boom')),
+    '<', 20::bigint, 'a step failing for good, its sibling ready, reads fewer than 20 entries');
+SELECT results_eq(
+    format($$SELECT t.status, (SELECT string_agg(s.step_id || '=' || s.status, ',' ORDER BY s.step_id)
+                                  FROM dwa.steps s WHERE s.task_id = t.id)
+               FROM dwa.tasks t WHERE t.id = %s$$, (SELECT cancel_id FROM one)),
+    $$VALUES ('failed', 'a=failed,b=skipped')$$,
+    'the task failed and its ready sibling was skipped');
+SELECT is((SELECT count(*) FROM dwa.ready r JOIN dwa.steps s ON s.id = r.step_id
+            WHERE s.task_id = (SELECT cancel_id FROM one)), 0::bigint,
+    'and left the queue');
+
+SELECT * FROM finish();
