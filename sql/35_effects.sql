@@ -388,15 +388,13 @@ BEGIN
            AND (p.status IN ('pending', 'delivering')
                 OR p.delivered_at > now() - interval '1 second')
     ), h AS (
-        -- By id, never a join with the outbox: see dwa._unready.
-        UPDATE dwa.outbox o SET next_attempt_at = (SELECT w.due FROM w WHERE w.id = o.id)
-         WHERE o.id = ANY (ARRAY(SELECT w.id FROM w))
+        UPDATE dwa.outbox o SET next_attempt_at = w.due
+          FROM w WHERE o.id = w.id
     ), u AS (
         UPDATE dwa.outbox o
            SET status = 'delivering', attempts = o.attempts + 1, worker_id = p_worker,
                lease_until = now() + p_lease
-         WHERE o.id = ANY (ARRAY(SELECT c.id FROM c
-                                  WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)))
+          FROM c WHERE o.id = c.id AND NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)
         RETURNING o.id, o.delivery_id, o.task_id, o.hook, o.event, o.effect, o.attempts,
                   o.max_attempts, o.next_attempt_at
     )
@@ -419,57 +417,38 @@ COMMENT ON FUNCTION dwa._outbox_claim(integer, integer, interval) IS
 -- ran out but that nobody reaped and claimed since is still this claim's,
 -- and its outcome is the truth (refusing it would only deliver it again).
 -- Returns rows changed.
---
--- The rows are updated by id (= ANY of an array), their outcomes looked up
--- by id, never by a join of the outbox with the outcomes: a plan made
--- while the outbox looked empty could read all of it (see dwa._unready).
 CREATE OR REPLACE FUNCTION dwa._outbox_finish(p_results jsonb)
 RETURNS integer
 LANGUAGE plpgsql
-SET enable_seqscan = off
-SET enable_bitmapscan = off
-SET jit = off
 AS $$
 DECLARE
     n integer;
     requeued boolean;
-    v_ids bigint[];
-    v_res jsonb;            -- outbox id -> its outcome (the first given)
 BEGIN
-    SELECT array_agg(x.id), jsonb_object_agg(x.id::text, to_jsonb(x))
-      INTO v_ids, v_res
-      FROM (SELECT DISTINCT ON (x.id) x.*
-              FROM jsonb_to_recordset(p_results)
-                   AS x(id bigint, worker integer, attempt integer, ok boolean, error text,
-                        retryable boolean, "retryAfterMs" double precision)
-             WHERE x.id IS NOT NULL
-             ORDER BY x.id) x;
-    IF v_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    WITH u AS (
+    WITH r AS (
+        SELECT DISTINCT ON (x.id) x.*
+          FROM jsonb_to_recordset(p_results)
+               AS x(id bigint, worker integer, attempt integer, ok boolean, error text,
+                    retryable boolean, "retryAfterMs" double precision)
+         ORDER BY x.id
+    ), u AS (
         UPDATE dwa.outbox o
-           SET status = CASE WHEN (v_res -> o.id::text ->> 'ok')::boolean THEN 'delivered'
-                             WHEN (v_res -> o.id::text ->> 'retryable')::boolean
-                                  AND o.attempts < o.max_attempts THEN 'pending'
+           SET status = CASE WHEN r.ok THEN 'delivered'
+                             WHEN r.retryable AND o.attempts < o.max_attempts THEN 'pending'
                              ELSE 'dead' END,
-               last_error = CASE WHEN (v_res -> o.id::text ->> 'ok')::boolean THEN NULL
-                                 ELSE coalesce(nullif(v_res -> o.id::text ->> 'error', ''),
-                                               'delivery failed') END,
-               delivered_at = CASE WHEN (v_res -> o.id::text ->> 'ok')::boolean THEN now() END,
+               last_error = CASE WHEN r.ok THEN NULL
+                                 ELSE coalesce(nullif(r.error, ''), 'delivery failed') END,
+               delivered_at = CASE WHEN r.ok THEN now() END,
                next_attempt_at = CASE
-                   WHEN NOT (v_res -> o.id::text ->> 'ok')::boolean
-                        AND (v_res -> o.id::text ->> 'retryable')::boolean
-                        AND o.attempts < o.max_attempts
-                   THEN now() + make_interval(secs => greatest(
-                            coalesce((v_res -> o.id::text ->> 'retryAfterMs')::double precision, 0),
+                   WHEN NOT r.ok AND r.retryable AND o.attempts < o.max_attempts
+                   THEN now() + make_interval(secs => greatest(coalesce(r."retryAfterMs", 0),
                             dwa._outbox_backoff(o.effect -> 'retry', o.attempts)
                             * (0.5 + random() / 2)) / 1000)
                    ELSE o.next_attempt_at END,
                lease_until = NULL
-         WHERE o.id = ANY (v_ids) AND o.status = 'delivering'
-           AND o.worker_id = (v_res -> o.id::text ->> 'worker')::integer
-           AND o.attempts = (v_res -> o.id::text ->> 'attempt')::integer
+          FROM r
+         WHERE o.id = r.id AND o.status = 'delivering'
+           AND o.worker_id = r.worker AND o.attempts = r.attempt
         RETURNING o.status
     )
     SELECT count(*), coalesce(bool_or(u.status = 'pending'), false) INTO n, requeued FROM u;

@@ -1,6 +1,5 @@
--- plans.sql: the statements that find rows of the ready queue, and of the
--- outbox, stay index lookups while the planner believes the queue is
--- empty.
+-- plans.sql: the statements that find rows of the ready queue stay index
+-- lookups while the planner believes the queue is empty.
 --
 -- The queue is often empty when autovacuum analyzes it, and the plans of
 -- the claim and of the engine's other statements are made from those
@@ -10,14 +9,13 @@
 -- the next analyze.  Here the statistics say "empty" while 20,000 steps
 -- are ready, and each path that takes steps off the queue may read only
 -- as many index entries as it has work: claims (unlimited and limited),
--- cancel, a failed task's ready siblings, deleting a task; then the
--- outbox's claim and the recording of delivery outcomes.  Sequential
+-- cancel, a failed task's ready siblings, deleting a task.  Sequential
 -- scans count too: each would read the whole table.
 --
 -- No enclosing transaction: the statistics must be committed as
 -- autovacuum would leave them.  The database is thrown away.
 SET statement_timeout = '60s';
-SELECT plan(25);
+SELECT plan(20);
 
 ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
 ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
@@ -47,21 +45,6 @@ DECLARE
 BEGIN
     EXECUTE p_sql;
     RETURN pg_temp.queue_reads() - n0;
-END
-$$;
-
--- reads_of_outbox(sql): the same for the outbox: entries of its primary
--- key and rows of sequential scans.
-CREATE FUNCTION pg_temp.outbox_reads() RETURNS bigint LANGUAGE sql AS $$
-    SELECT pg_stat_get_xact_tuples_returned('dwa.outbox_pkey'::regclass)
-         + pg_stat_get_xact_tuples_returned('dwa.outbox'::regclass)
-$$;
-CREATE FUNCTION pg_temp.reads_of_outbox(p_sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n0 bigint := pg_temp.outbox_reads();
-BEGIN
-    EXECUTE p_sql;
-    RETURN pg_temp.outbox_reads() - n0;
 END
 $$;
 
@@ -169,43 +152,10 @@ SELECT is((SELECT count(*) FROM dwa.ready r
                                           WHERE s.task_id = (SELECT cancel_id FROM one)))),
     0::bigint, 'and left the queue');
 
--- ---------------------------------------------------------------------
--- The outbox, a queue of deliveries, the same way: statistics of an
--- empty outbox, 20,000 deliveries pending; a daemon claims 50 and records
--- their outcomes.
-
-ALTER TABLE dwa.outbox SET (autovacuum_enabled = off);
-INSERT INTO dwa.outbox (task_id, hook, event, effect, status)
-SELECT NULL, 'onSuccess', 'webhook', '{"url": "http://127.0.0.1:9/x"}', 'delivered'
-  FROM generate_series(1, 5000);
-DELETE FROM dwa.outbox;
-ANALYZE dwa.outbox;
-INSERT INTO dwa.outbox (task_id, hook, event, effect)
-SELECT NULL, 'onSuccess', 'webhook', '{"url": "http://127.0.0.1:9/x"}'
-  FROM generate_series(1, 20000);
-SELECT is((SELECT reltuples FROM pg_class WHERE oid = 'dwa.outbox'::regclass), 0::real,
-    'analyzed while empty: dwa.outbox has no rows, as far as the statistics know');
-
-CREATE TEMP TABLE oc AS SELECT id, attempts FROM dwa._outbox_claim(7, 50, interval '1 minute');
-SELECT cmp_ok(pg_temp.reads_of_outbox($$INSERT INTO oc SELECT c.id, c.attempts
-        FROM dwa._outbox_claim(7, 50, interval '1 minute') c$$), '<', 500::bigint,
-    'a second outbox claim of 50 reads fewer than 500 rows and index entries of the outbox');
-SELECT is((SELECT count(*) FROM dwa.outbox WHERE status = 'delivering' AND worker_id = 7),
-    100::bigint, 'the two claims took 100 deliveries');
-SELECT cmp_ok(pg_temp.reads_of_outbox(format('SELECT dwa._outbox_finish(%L)',
-        (SELECT jsonb_agg(jsonb_build_object('id', id, 'worker', 7, 'attempt', attempts,
-                                             'ok', true))
-           FROM oc))), '<', 500::bigint,
-    'recording 100 outcomes reads fewer than 500 rows and index entries of the outbox');
-SELECT is((SELECT count(*) FROM dwa.outbox WHERE status = 'delivered'), 100::bigint,
-    'the 100 are delivered');
-
 -- True statistics again, for the consistency check that follows the test.
 ALTER TABLE dwa.ready RESET (autovacuum_enabled);
 ALTER TABLE dwa.runs RESET (autovacuum_enabled);
-ALTER TABLE dwa.outbox RESET (autovacuum_enabled);
 ANALYZE dwa.ready;
 ANALYZE dwa.runs;
-ANALYZE dwa.outbox;
 
 SELECT * FROM finish();
