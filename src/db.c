@@ -592,6 +592,16 @@ db_is_up(const struct db *db)
 	return (db->state == DB_IDLE || db->state == DB_BUSY);
 }
 
+/*
+ * A connection of its own for some work when it exists and is up, else
+ * the connection that stands in for it (dwad's work connection).
+ */
+struct db *
+db_up_or(struct db *db, struct db *fallback)
+{
+	return (db != NULL && db_is_up(db) ? db : fallback);
+}
+
 /* Up with nothing queued. */
 int
 db_idle(const struct db *db)

@@ -40,6 +40,7 @@ int		 db_query(struct db *, const char *, int, const char *const *,
 int		 db_query_prepared(struct db *, const char *, const char *, int,
 		     const char *const *, db_result_cb *, void *);
 int		 db_is_up(const struct db *);
+struct db	*db_up_or(struct db *, struct db *);
 int		 db_idle(const struct db *);
 const char	*db_name(const struct db *);
 int		 db_server_version(const struct db *);

@@ -110,7 +110,7 @@ outbox_signature(const char *secret, const char *body, size_t len)
 static struct db *
 outbox_db(const struct outbox *o)
 {
-	return (o->house != NULL && db_is_up(o->house) ? o->house : o->db);
+	return (db_up_or(o->house, o->db));
 }
 
 static void

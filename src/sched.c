@@ -132,14 +132,14 @@ static void	sched_claim_group(struct sched *, int);
 static struct db *
 lane_db(struct lane *l)
 {
-	return (l->db != NULL && db_is_up(l->db) ? l->db : l->sched->db);
+	return (db_up_or(l->db, l->sched->db));
 }
 
 /* The housekeeping connection when it is up, else the work connection. */
 static struct db *
 sched_house_db(struct sched *s)
 {
-	return (s->house != NULL && db_is_up(s->house) ? s->house : s->db);
+	return (db_up_or(s->house, s->db));
 }
 
 /*
