@@ -223,6 +223,7 @@ DECLARE
     msg text;
     v_id bigint;
     note text;
+    prev_tid tid;               -- where the pending row is: updated by address
     prev_id bigint;
     prev_status text;
     prev_delivered timestamptz;
@@ -240,8 +241,8 @@ BEGIN
     END;
 
     IF p_hook = 'onProgress' THEN
-        SELECT o.id, o.status, o.delivered_at, o.last_error
-          INTO prev_id, prev_status, prev_delivered, prev_error
+        SELECT o.ctid, o.id, o.status, o.delivered_at, o.last_error
+          INTO prev_tid, prev_id, prev_status, prev_delivered, prev_error
           FROM dwa.outbox o
          WHERE o.task_id = p_task_id AND o.hook = 'onProgress' AND o.effect_index = p_index
          ORDER BY o.id DESC LIMIT 1;
@@ -287,14 +288,16 @@ BEGIN
         WHILE prev_status = 'pending' LOOP
             -- Coalesce: the pending row carries the latest progress.  A
             -- dispatcher may have claimed it meanwhile: then look again.
+            -- By its address: by id alone, statistics of an empty outbox
+            -- could plan it on outbox_due_idx, which ends in id.
             UPDATE dwa.outbox SET effect = out,
                    max_attempts = coalesce((out #>> '{retry,attempts}')::integer, 10)
-             WHERE id = prev_id AND status = 'pending';
+             WHERE ctid = prev_tid AND id = prev_id AND status = 'pending';
             IF FOUND THEN
                 RETURN;
             END IF;
-            SELECT o.id, o.status, o.delivered_at, o.last_error
-              INTO prev_id, prev_status, prev_delivered, prev_error
+            SELECT o.ctid, o.id, o.status, o.delivered_at, o.last_error
+              INTO prev_tid, prev_id, prev_status, prev_delivered, prev_error
               FROM dwa.outbox o
              WHERE o.task_id = p_task_id AND o.hook = 'onProgress' AND o.effect_index = p_index
              ORDER BY o.id DESC LIMIT 1;
@@ -367,14 +370,14 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH c AS MATERIALIZED (
-        SELECT o.id, o.task_id, o.hook, o.effect_index FROM dwa.outbox o
+        SELECT o.ctid AS tid, o.id, o.task_id, o.hook, o.effect_index FROM dwa.outbox o
          WHERE o.status = 'pending' AND o.next_attempt_at <= now()
            AND o.event <> 'enqueue'
          ORDER BY o.next_attempt_at, o.id
          LIMIT p_n
            FOR UPDATE SKIP LOCKED
     ), w AS MATERIALIZED (
-        SELECT c.id, CASE p.status
+        SELECT c.tid, c.id, CASE p.status
                          WHEN 'delivering' THEN now()
                          WHEN 'pending' THEN greatest(now(), p.next_attempt_at)
                          ELSE p.delivered_at END + interval '1 second' AS due
@@ -388,13 +391,14 @@ BEGIN
            AND (p.status IN ('pending', 'delivering')
                 OR p.delivered_at > now() - interval '1 second')
     ), h AS (
-        UPDATE dwa.outbox o SET next_attempt_at = w.due
-          FROM w WHERE o.id = w.id
+        UPDATE dwa.outbox o SET next_attempt_at = (SELECT w.due FROM w WHERE w.id = o.id)
+         WHERE o.ctid = ANY (ARRAY(SELECT w.tid FROM w))
     ), u AS (
         UPDATE dwa.outbox o
            SET status = 'delivering', attempts = o.attempts + 1, worker_id = p_worker,
                lease_until = now() + p_lease
-          FROM c WHERE o.id = c.id AND NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)
+         WHERE o.ctid = ANY (ARRAY(SELECT c.tid FROM c
+                                    WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)))
         RETURNING o.id, o.delivery_id, o.task_id, o.hook, o.event, o.effect, o.attempts,
                   o.max_attempts, o.next_attempt_at
     )
@@ -431,24 +435,29 @@ BEGIN
                AS x(id bigint, worker integer, attempt integer, ok boolean, error text,
                     retryable boolean, "retryAfterMs" double precision)
          ORDER BY x.id
+    ), k AS MATERIALIZED (
+        SELECT r.*, x.tid FROM r
+         CROSS JOIN LATERAL (SELECT o.ctid AS tid FROM dwa.outbox o
+                              WHERE o.id = r.id OFFSET 0) x
     ), u AS (
         UPDATE dwa.outbox o
-           SET status = CASE WHEN r.ok THEN 'delivered'
-                             WHEN r.retryable AND o.attempts < o.max_attempts THEN 'pending'
+           SET status = CASE WHEN k.ok THEN 'delivered'
+                             WHEN k.retryable AND o.attempts < o.max_attempts THEN 'pending'
                              ELSE 'dead' END,
-               last_error = CASE WHEN r.ok THEN NULL
-                                 ELSE coalesce(nullif(r.error, ''), 'delivery failed') END,
-               delivered_at = CASE WHEN r.ok THEN now() END,
+               last_error = CASE WHEN k.ok THEN NULL
+                                 ELSE coalesce(nullif(k.error, ''), 'delivery failed') END,
+               delivered_at = CASE WHEN k.ok THEN now() END,
                next_attempt_at = CASE
-                   WHEN NOT r.ok AND r.retryable AND o.attempts < o.max_attempts
-                   THEN now() + make_interval(secs => greatest(coalesce(r."retryAfterMs", 0),
+                   WHEN NOT k.ok AND k.retryable AND o.attempts < o.max_attempts
+                   THEN now() + make_interval(secs => greatest(coalesce(k."retryAfterMs", 0),
                             dwa._outbox_backoff(o.effect -> 'retry', o.attempts)
                             * (0.5 + random() / 2)) / 1000)
                    ELSE o.next_attempt_at END,
                lease_until = NULL
-          FROM r
-         WHERE o.id = r.id AND o.status = 'delivering'
-           AND o.worker_id = r.worker AND o.attempts = r.attempt
+          FROM k
+         WHERE o.ctid = ANY (ARRAY(SELECT k.tid FROM k)) AND o.ctid = k.tid
+           AND o.status = 'delivering'
+           AND o.worker_id = k.worker AND o.attempts = k.attempt
         RETURNING o.status
     )
     SELECT count(*), coalesce(bool_or(u.status = 'pending'), false) INTO n, requeued FROM u;

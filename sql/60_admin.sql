@@ -157,10 +157,11 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 DECLARE
     cutoff timestamptz;
-    old bigint[];
+    old tid[];
     n bigint;
 BEGIN
     IF p_age IS NULL OR p_age < interval '0' THEN
@@ -189,25 +190,29 @@ BEGIN
     -- inserts cheap.  Ids grow with time, so look at the first p_limit
     -- rows in order of id and take the old ones: each call reads no more
     -- rows than it may delete, and only the rows it deletes are locked.
-    old := ARRAY(SELECT id
-                   FROM (SELECT id, created_at FROM dwa.events
-                          ORDER BY id LIMIT p_limit) h
-                  WHERE created_at < cutoff);
+    -- They are deleted by their addresses (a TID scan), not by id: from
+    -- statistics of an empty table, a lookup of many ids may be planned on
+    -- events_task_idx (task_id, id), walking all of it for each id.  A row
+    -- moved since it was read is followed to its new version when locked.
+    old := ARRAY(SELECT h.tid
+                   FROM (SELECT e.ctid AS tid, e.created_at FROM dwa.events e
+                          ORDER BY e.id LIMIT p_limit) h
+                  WHERE h.created_at < cutoff);
     DELETE FROM dwa.events
-     WHERE id = ANY (ARRAY(
-            SELECT id FROM dwa.events
-             WHERE id = ANY (old)
+     WHERE ctid = ANY (ARRAY(
+            SELECT e.ctid FROM dwa.events e
+             WHERE e.ctid = ANY (old)
                FOR UPDATE SKIP LOCKED));
 
-    old := ARRAY(SELECT id
-                   FROM (SELECT id, created_at FROM dwa.outbox
-                          WHERE status IN ('delivered', 'dead')
-                          ORDER BY id LIMIT p_limit) h
-                  WHERE created_at < cutoff);
+    old := ARRAY(SELECT h.tid
+                   FROM (SELECT o.ctid AS tid, o.created_at FROM dwa.outbox o
+                          WHERE o.status IN ('delivered', 'dead')
+                          ORDER BY o.id LIMIT p_limit) h
+                  WHERE h.created_at < cutoff);
     DELETE FROM dwa.outbox
-     WHERE id = ANY (ARRAY(
-            SELECT id FROM dwa.outbox
-             WHERE id = ANY (old) AND status IN ('delivered', 'dead')
+     WHERE ctid = ANY (ARRAY(
+            SELECT o.ctid FROM dwa.outbox o
+             WHERE o.ctid = ANY (old) AND o.status IN ('delivered', 'dead')
                FOR UPDATE SKIP LOCKED));
     RETURN n;
 END

@@ -1,0 +1,19 @@
+-- 0007_outbox_keys.sql: no index of dwa.outbox but its primary key ends in
+-- its id.
+--
+-- Autovacuum often analyzes the outbox while it holds no pending row, and
+-- the plans made from those statistics believe it holds one.  A lookup of
+-- a delivery by id may then be planned on outbox_task_idx (task_id, id):
+-- equally cheap for one row, but keyed on the index's second column it
+-- walks the whole index, for each id, once a backlog of deliveries has
+-- built up.  Its two uses get indexes of their own:
+--
+--   outbox_task_idx      a task's deliveries (deleting a task, listing them);
+--   outbox_progress_idx  the latest onProgress delivery of a task's effect
+--                        (coalescing reports, spacing deliveries a second
+--                        apart), the only lookup that wants them in order.
+
+DROP INDEX dwa.outbox_task_idx;
+CREATE INDEX outbox_task_idx ON dwa.outbox (task_id);
+CREATE INDEX outbox_progress_idx ON dwa.outbox (task_id, effect_index, id)
+    WHERE hook = 'onProgress';
