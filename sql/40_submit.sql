@@ -484,8 +484,11 @@ BEGIN
     DELETE FROM dwa.steps s WHERE s.task_id = ANY (v_tasks);
     DELETE FROM dwa.runs r WHERE r.task_id = ANY (v_tasks);
     DELETE FROM dwa.events e WHERE e.task_id = ANY (v_tasks);
+    -- Not "status IN ('delivered', 'dead')": that would imply the predicate
+    -- of outbox_finished_idx, and statistics of an empty outbox could plan
+    -- the delete as a walk of all of it.
     DELETE FROM dwa.outbox x
-     WHERE x.task_id = ANY (v_tasks) AND x.status IN ('delivered', 'dead');
+     WHERE x.task_id = ANY (v_tasks) AND x.status NOT IN ('pending', 'delivering');
     RETURN NULL;
 END
 $$;

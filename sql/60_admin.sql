@@ -194,6 +194,9 @@ BEGIN
     -- statistics of an empty table, a lookup of many ids may be planned on
     -- events_task_idx (task_id, id), walking all of it for each id.  A row
     -- moved since it was read is followed to its new version when locked.
+    -- Finished deliveries are found through outbox_finished_idx, in order
+    -- of id, past any number of pending ones; the lock's recheck does not
+    -- repeat its predicate, so that it cannot be planned on that index.
     old := ARRAY(SELECT h.tid
                    FROM (SELECT e.ctid AS tid, e.created_at FROM dwa.events e
                           ORDER BY e.id LIMIT p_limit) h
@@ -212,7 +215,7 @@ BEGIN
     DELETE FROM dwa.outbox
      WHERE ctid = ANY (ARRAY(
             SELECT o.ctid FROM dwa.outbox o
-             WHERE o.ctid = ANY (old) AND o.status IN ('delivered', 'dead')
+             WHERE o.ctid = ANY (old) AND o.status NOT IN ('pending', 'delivering')
                FOR UPDATE SKIP LOCKED));
     RETURN n;
 END

@@ -15,7 +15,7 @@
 -- No enclosing transaction: the statistics must be committed as
 -- autovacuum would leave them.  The database is thrown away.
 SET statement_timeout = '60s';
-SELECT plan(19);
+SELECT plan(23);
 
 ALTER TABLE dwa.outbox SET (autovacuum_enabled = off);
 ALTER TABLE dwa.events SET (autovacuum_enabled = off);
@@ -136,19 +136,54 @@ SELECT is((SELECT string_agg(status || ' ' || (effect #>> '{body,p}'), ', ' ORDE
     'pending 20', 'one pending delivery, with the last value');
 
 -- ---------------------------------------------------------------------
--- Retention: 20,000 old UI events and the 20,000 deliveries, 100 of them
--- delivered.  Statistics of an empty event log first.
+-- Retention: 20,000 old UI events, and old deliveries: the 100 delivered
+-- above, 19,900 pending after them (a receiver that is down), 100 dead
+-- after those.  Statistics of an empty event log first.
 
 INSERT INTO dwa.events (task_id, event, created_at)
 SELECT g, 'toast', now() - interval '1 day' FROM generate_series(1, 20000) g;
 SELECT cmp_ok(pg_temp.believed_rows('dwa.events'), '<=', 1::numeric,
     'the planner believes dwa.events holds at most one row');
+INSERT INTO dwa.outbox (task_id, hook, event, effect_index, effect, status, attempts, last_error)
+SELECT g, 'onSuccess', 'webhook', 0, '{"$event":"webhook","url":"http://127.0.0.1:9/"}',
+       'dead', 10, 'refused'
+  FROM generate_series(30001, 30100) g;
 UPDATE dwa.outbox SET created_at = now() - interval '1 day';
-SELECT cmp_ok(pg_temp.reads_of('SELECT dwa.prune(''1 hour'', 500)', 'dwa.events'),
-    '<', 5000::bigint, 'pruning 500 UI events reads fewer than 5,000 of the event log');
-SELECT is((SELECT count(*) FROM dwa.events), 19500::bigint, 'the oldest 500 are gone');
-SELECT is((SELECT count(*) FROM dwa.outbox WHERE status = 'delivered'), 0::bigint,
-    'and the delivered deliveries');
+CREATE TEMP TABLE pr (events bigint, outbox bigint);
+CREATE FUNCTION pg_temp.prune() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    e0 bigint := pg_temp.reads('dwa.events');
+    o0 bigint := pg_temp.reads('dwa.outbox');
+BEGIN
+    PERFORM dwa.prune('1 hour', 500);
+    INSERT INTO pr VALUES (pg_temp.reads('dwa.events') - e0, pg_temp.reads('dwa.outbox') - o0);
+END
+$$;
+SELECT pg_temp.prune();
+SELECT cmp_ok((SELECT events FROM pr), '<', 5000::bigint,
+    'pruning 500 UI events reads fewer than 5,000 of the event log');
+SELECT cmp_ok((SELECT outbox FROM pr), '<', 3000::bigint,
+    'pruning 200 finished deliveries reads fewer than 3,000 of the outbox, past 19,900 pending ones');
+SELECT is((SELECT count(*) FROM dwa.events), 19500::bigint, 'the oldest 500 events are gone');
+SELECT results_eq($$SELECT status, count(*) FROM dwa.outbox GROUP BY 1 ORDER BY 1$$,
+    $$VALUES ('delivering'::text, 1::bigint), ('pending', 19900)$$,
+    'and the delivered and dead deliveries, the pending and delivering ones left');
+
+-- ---------------------------------------------------------------------
+-- Deleting a task: its finished deliveries go with it, looked up by task,
+-- while 10,000 others are finished too.
+
+UPDATE dwa.outbox SET status = 'delivered', delivered_at = now()
+ WHERE id = ANY (ARRAY(SELECT id FROM dwa.outbox WHERE status = 'pending'
+                        ORDER BY id LIMIT 10000))
+    OR task_id = (SELECT id FROM ptask);
+SELECT cmp_ok(pg_temp.reads_of(format('DELETE FROM dwa.tasks WHERE id = %s',
+        (SELECT id FROM ptask)), 'dwa.outbox'),
+    '<', 60::bigint, 'deleting a task with a delivered delivery reads fewer than 60 of the outbox');
+SELECT is((SELECT count(*) FROM dwa.outbox WHERE task_id = (SELECT id FROM ptask)), 0::bigint,
+    'its delivery went with it');
+SELECT is((SELECT count(*) FROM dwa.outbox WHERE status = 'delivered'), 10000::bigint,
+    'the others stay');
 
 -- True statistics again, for the consistency check that follows the test.
 ALTER TABLE dwa.outbox RESET (autovacuum_enabled);
