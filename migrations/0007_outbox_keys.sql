@@ -16,9 +16,12 @@
 -- And retention (dwa.prune) gets an index of the finished deliveries in
 -- order of id: it looked for them in the primary key, reading every
 -- pending row on the way, so that each call read all the deliveries that
--- wait for a receiver that is down (300,000: 165 ms a call).  Its
--- predicate is prune's alone: a statement whose conditions imply it could
--- be planned as a walk of all of it (see dwa._tasks_deleted).
+-- wait for a receiver that is down (300,000: 165 ms a call).  A statement
+-- whose conditions imply its predicate could be planned as a walk of all
+-- of it from the statistics of an empty outbox: the engine's own say
+-- "NOT IN ('pending', 'delivering')" instead (see dwa._tasks_deleted).
+-- A listing of the deliveries in one of those states (dwa outbox
+-- --status) may walk it, as it walked the primary key before.
 
 DROP INDEX dwa.outbox_task_idx;
 CREATE INDEX outbox_task_idx ON dwa.outbox (task_id);

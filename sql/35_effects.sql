@@ -358,6 +358,14 @@ COMMENT ON FUNCTION dwa._fire(bigint, text) IS
 -- until a second after it was delivered.  Only committed states are read,
 -- so a report and an outcome recorded at the same moment need no lock
 -- between them.
+--
+-- The rows locked are updated by id (= ANY of an array), never through a
+-- join with the outbox: statistics taken while it was empty could plan a
+-- join as a walk of its whole primary key for each claim.  Nor by their
+-- addresses: a row changed since the statement's snapshot (a progress
+-- report coalesced into it) is locked at an address the statement cannot
+-- see, while an update by id follows the row there.  No index but the
+-- primary key ends in id where the statement could use it (0007).
 CREATE OR REPLACE FUNCTION dwa._outbox_claim(p_worker integer, p_n integer, p_lease interval)
 RETURNS TABLE (id bigint, delivery_id uuid, task_id bigint, hook text, event text,
     effect jsonb, attempts integer, max_attempts integer)
@@ -370,14 +378,14 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH c AS MATERIALIZED (
-        SELECT o.ctid AS tid, o.id, o.task_id, o.hook, o.effect_index FROM dwa.outbox o
+        SELECT o.id, o.task_id, o.hook, o.effect_index FROM dwa.outbox o
          WHERE o.status = 'pending' AND o.next_attempt_at <= now()
            AND o.event <> 'enqueue'
          ORDER BY o.next_attempt_at, o.id
          LIMIT p_n
            FOR UPDATE SKIP LOCKED
     ), w AS MATERIALIZED (
-        SELECT c.tid, c.id, CASE p.status
+        SELECT c.id, CASE p.status
                          WHEN 'delivering' THEN now()
                          WHEN 'pending' THEN greatest(now(), p.next_attempt_at)
                          ELSE p.delivered_at END + interval '1 second' AS due
@@ -392,13 +400,13 @@ BEGIN
                 OR p.delivered_at > now() - interval '1 second')
     ), h AS (
         UPDATE dwa.outbox o SET next_attempt_at = (SELECT w.due FROM w WHERE w.id = o.id)
-         WHERE o.ctid = ANY (ARRAY(SELECT w.tid FROM w))
+         WHERE o.id = ANY (ARRAY(SELECT w.id FROM w))
     ), u AS (
         UPDATE dwa.outbox o
            SET status = 'delivering', attempts = o.attempts + 1, worker_id = p_worker,
                lease_until = now() + p_lease
-         WHERE o.ctid = ANY (ARRAY(SELECT c.tid FROM c
-                                    WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)))
+         WHERE o.id = ANY (ARRAY(SELECT c.id FROM c
+                                  WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = c.id)))
         RETURNING o.id, o.delivery_id, o.task_id, o.hook, o.event, o.effect, o.attempts,
                   o.max_attempts, o.next_attempt_at
     )
@@ -420,7 +428,13 @@ COMMENT ON FUNCTION dwa._outbox_claim(integer, integer, interval) IS
 -- are rows finished already.  The lease is not checked: a row whose lease
 -- ran out but that nobody reaped and claimed since is still this claim's,
 -- and its outcome is the truth (refusing it would only deliver it again).
--- Returns rows changed.
+-- Each row is looked up by primary key, one at a time, and updated where
+-- the lookup found it (a join on its address): a join on id could be
+-- planned as a walk of the primary key from the statistics of an empty
+-- outbox, while this reads the rows found (or, planned on outbox_lease_idx,
+-- at most the deliveries in flight).  A row changed since is not at that
+-- address for the update's recheck, and is refused: only the reaper
+-- changes a delivering row, which ends the claim.  Returns rows changed.
 CREATE OR REPLACE FUNCTION dwa._outbox_finish(p_results jsonb)
 RETURNS integer
 LANGUAGE plpgsql

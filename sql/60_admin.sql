@@ -193,7 +193,10 @@ BEGIN
     -- They are deleted by their addresses (a TID scan), not by id: from
     -- statistics of an empty table, a lookup of many ids may be planned on
     -- events_task_idx (task_id, id), walking all of it for each id.  A row
-    -- moved since it was read is followed to its new version when locked.
+    -- moved since it was read is not seen at its old address, and an
+    -- address freed and taken by a new row since (vacuum may run between
+    -- the two statements) holds no old row: created_at has no index, so
+    -- the recheck cannot change the plan.
     -- Finished deliveries are found through outbox_finished_idx, in order
     -- of id, past any number of pending ones; the lock's recheck does not
     -- repeat its predicate, so that it cannot be planned on that index.
@@ -204,7 +207,7 @@ BEGIN
     DELETE FROM dwa.events
      WHERE ctid = ANY (ARRAY(
             SELECT e.ctid FROM dwa.events e
-             WHERE e.ctid = ANY (old)
+             WHERE e.ctid = ANY (old) AND e.created_at < cutoff
                FOR UPDATE SKIP LOCKED));
 
     old := ARRAY(SELECT h.tid
@@ -215,7 +218,8 @@ BEGIN
     DELETE FROM dwa.outbox
      WHERE ctid = ANY (ARRAY(
             SELECT o.ctid FROM dwa.outbox o
-             WHERE o.ctid = ANY (old) AND o.status NOT IN ('pending', 'delivering')
+             WHERE o.ctid = ANY (old) AND o.created_at < cutoff
+               AND o.status NOT IN ('pending', 'delivering')
                FOR UPDATE SKIP LOCKED));
     RETURN n;
 END

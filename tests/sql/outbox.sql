@@ -12,7 +12,7 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(112);
+SELECT plan(123);
 
 INSERT INTO dwa.task_types (name, executor) VALUES ('ob.t', 'worker'), ('ob.p', 'worker');
 
@@ -175,6 +175,59 @@ SELECT results_eq($$SELECT r.w, o.worker_id, o.attempts FROM race r JOIN dwa.out
                      GROUP BY 1, 2, 3 ORDER BY 1$$,
     $$VALUES (11, 11, 1), (12, 12, 1)$$,
     'the race: each row is held by the session that got it, attempt 1');
+UPDATE dwa.outbox SET status = 'delivered' WHERE status = 'delivering';
+
+-- A row changed after a claim began and before the claim locks it (a
+-- progress report coalesced into it, committed meanwhile) is claimed all
+-- the same, at its new version.  Session C's claim is paused in the middle
+-- of its scan by an operator of its own for text <> (schema ob_pause,
+-- first in C's search path), which waits for lock 4344 held here.
+SELECT is(pg_temp.due(), 0::bigint, 'moved: nothing else is due');
+SELECT ok(pg_temp.mk('moved') IS NOT NULL, 'moved: a pending row, due');
+CREATE SCHEMA ob_pause;
+CREATE FUNCTION ob_pause.ne(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock_shared(4344);
+    PERFORM pg_advisory_unlock_shared(4344);
+    RETURN a OPERATOR(pg_catalog.<>) b;
+END
+$$;
+CREATE OPERATOR ob_pause.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = ob_pause.ne);
+SELECT is(dblink_connect('c', pg_temp.connstr()), 'OK', 'session C connected');
+SELECT is(dblink_exec('c', 'SET search_path = ob_pause, pg_catalog, public'), 'SET',
+    'session C compares text with the pausing operator');
+SELECT ok(pg_try_advisory_lock(4344), 'the pause is on');
+SELECT is(dblink_send_query('c',
+        $$SELECT id, attempts, effect ->> 'url' FROM dwa._outbox_claim(41, 10, '30 seconds')$$),
+    1, 'session C claims');
+CREATE FUNCTION pg_temp.paused() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. 200 LOOP
+        IF EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objid = 4344
+                      AND NOT l.granted) THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.025);
+    END LOOP;
+    RETURN false;
+END
+$$;
+SELECT ok(pg_temp.paused(), 'its claim waits in the middle of its scan');
+UPDATE dwa.outbox SET effect = jsonb_set(effect, '{url}', '"http://127.0.0.1:9/moved-2"')
+ WHERE id = pg_temp.id('moved');
+SELECT ok(pg_advisory_unlock(4344), 'the row changed and committed; the pause is off');
+SELECT results_eq(
+    $$SELECT * FROM dblink_get_result('c') AS t(id bigint, attempts integer, url text)$$,
+    format($$VALUES (%s::bigint, 1, 'http://127.0.0.1:9/moved-2'::text)$$, pg_temp.id('moved')),
+    'moved: the claim returns the row as it is now, attempt 1');
+SELECT is((SELECT count(*) FROM dblink_get_result('c') AS t(id bigint, attempts integer, url text)),
+    0::bigint, 'moved: the claim is done');
+SELECT results_eq($$SELECT status, worker_id, attempts FROM dwa.outbox WHERE id = pg_temp.id('moved')$$,
+    $$VALUES ('delivering'::text, 41, 1)$$, 'moved: the row is delivering under that claim');
+SELECT dblink_disconnect('c');
+DROP OPERATOR ob_pause.<> (text, text);
+DROP FUNCTION ob_pause.ne(text, text);
+DROP SCHEMA ob_pause;
 UPDATE dwa.outbox SET status = 'delivered' WHERE status = 'delivering';
 
 -- ---------------------------------------------------------------------

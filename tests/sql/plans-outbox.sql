@@ -69,9 +69,13 @@ SELECT is((SELECT array_agg(reltuples ORDER BY relname) FROM pg_class
             WHERE oid IN ('dwa.outbox'::regclass, 'dwa.events'::regclass)),
     ARRAY[0, 0]::real[], 'analyzed while empty: the statistics know of no row');
 
--- 20,000 webhooks due, of as many tasks (rows as _effect writes them).
-INSERT INTO dwa.outbox (task_id, hook, event, effect_index, effect)
-SELECT g, 'onSuccess', 'webhook', 0, '{"$event":"webhook","url":"http://127.0.0.1:9/"}'
+-- 20,000 webhooks due, of as many tasks (rows as _effect writes them; no
+-- such tasks: their ids are above those the tasks below get),
+-- the later ones due first: claims and outcomes work at the far end of
+-- the primary key, where a walk of it from the start would meet them last.
+INSERT INTO dwa.outbox (task_id, hook, event, effect_index, effect, next_attempt_at)
+SELECT 100000 + g, 'onSuccess', 'webhook', 0, '{"$event":"webhook","url":"http://127.0.0.1:9/"}',
+       now() - g * interval '1 millisecond'
   FROM generate_series(1, 20000) g;
 SELECT cmp_ok(pg_temp.believed_rows('dwa.outbox'), '<=', 1::numeric,
     'the planner believes dwa.outbox holds at most one row');
@@ -96,7 +100,8 @@ SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(7, 50)', 'dwa.outbox'), '<'
 SELECT is((SELECT count(*) FROM dwa.outbox WHERE status = 'delivering' AND worker_id = 7),
     50::bigint, 'it claimed 50');
 SELECT is((SELECT array_agg(id ORDER BY id) FROM got),
-    (SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM dwa.outbox ORDER BY id LIMIT 50) x),
+    (SELECT array_agg(id ORDER BY id)
+       FROM (SELECT id FROM dwa.outbox ORDER BY next_attempt_at, id LIMIT 50) x),
     'the 50 due first');
 SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(7, 50)', 'dwa.outbox'), '<', 3000::bigint,
     'a second claim of 50 in the session reads fewer than 3,000');
@@ -136,9 +141,9 @@ SELECT is((SELECT string_agg(status || ' ' || (effect #>> '{body,p}'), ', ' ORDE
     'pending 20', 'one pending delivery, with the last value');
 
 -- ---------------------------------------------------------------------
--- Retention: 20,000 old UI events, and old deliveries: the 100 delivered
--- above, 19,900 pending after them (a receiver that is down), 100 dead
--- after those.  Statistics of an empty event log first.
+-- Retention: 20,000 old UI events, and old deliveries: 19,900 pending (a
+-- receiver that is down), then in order of id the 100 delivered above and
+-- 100 dead.  Statistics of an empty event log first.
 
 INSERT INTO dwa.events (task_id, event, created_at)
 SELECT g, 'toast', now() - interval '1 day' FROM generate_series(1, 20000) g;
