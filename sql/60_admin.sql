@@ -193,10 +193,9 @@ BEGIN
     -- They are deleted by their addresses (a TID scan), not by id: from
     -- statistics of an empty table, a lookup of many ids may be planned on
     -- events_task_idx (task_id, id), walking all of it for each id.  A row
-    -- moved since it was read is not seen at its old address, and an
-    -- address freed and taken by a new row since (vacuum may run between
-    -- the two statements) holds no old row: created_at has no index, so
-    -- the recheck cannot change the plan.
+    -- moved since it was read is not seen at its old address; the lock
+    -- checks again that what it takes is old (created_at has no index, so
+    -- the recheck cannot change the plan).
     -- Finished deliveries are found through outbox_finished_idx, in order
     -- of id, past any number of pending ones; the lock's recheck does not
     -- repeat its predicate, so that it cannot be planned on that index.
