@@ -181,13 +181,22 @@ DECLARE
     v_slow_tasks bigint[];
     v_slow_steps integer[];
     v_id bigint;
+    v_rule integer;         -- the first rule a row breaks
+    v_fx boolean;           -- some row has a retry policy or effects
+    v_multi boolean;        -- some row has steps
+    v_pend boolean;         -- some row has onPending effects
     v_limit bigint := coalesce(nullif(current_setting('dwa.max_payload_bytes', true), '')::bigint,
         1048576);
 BEGIN
     -- One pass over the new rows finds the first rule broken (the rules
-    -- in order, over all rows), then the unknown types among the distinct
-    -- ones: bulk submissions of 100,000 rows pay two scans, not six.
-    SELECT x.rule, x.type, x.queue, x.size INTO r
+    -- in order, over all rows) and what the rows need further on (policies
+    -- and effects to check, steps definitions, onPending effects), then
+    -- the unknown types among the distinct ones: bulk submissions of
+    -- 100,000 rows pay two scans, not six, and a single row four
+    -- statements, not seven.
+    SELECT min(x.rule), coalesce(bool_or(x.fx), false), coalesce(bool_or(x.multi), false),
+           coalesce(bool_or(x.pend), false)
+      INTO v_rule, v_fx, v_multi, v_pend
       FROM (SELECT CASE
                    WHEN jsonb_typeof(n.payload) <> 'object' THEN 1
                    WHEN pg_column_size(n.payload) > v_limit THEN 2
@@ -199,22 +208,32 @@ BEGIN
                    WHEN n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]' THEN 4
                    WHEN n.timeout <= interval '0' THEN 5
                    END AS rule,
-                   n.type, n.queue, pg_column_size(n.payload) AS size
-              FROM new_tasks n) x
-     WHERE x.rule IS NOT NULL
-     ORDER BY x.rule
-     LIMIT 1;
-    IF FOUND THEN
-        IF r.rule = 1 THEN
+                   n.retry IS NOT NULL OR n.on_pending IS NOT NULL
+                     OR n.on_progress IS NOT NULL OR n.on_success IS NOT NULL
+                     OR n.on_error IS NOT NULL AS fx,
+                   n.steps IS NOT NULL AS multi,
+                   n.on_pending IS NOT NULL AS pend
+              FROM new_tasks n) x;
+    IF v_rule IS NOT NULL THEN
+        -- A row that breaks it, for the message.
+        SELECT n.type, n.queue, pg_column_size(n.payload) AS size INTO r
+          FROM new_tasks n
+         WHERE CASE v_rule
+               WHEN 1 THEN jsonb_typeof(n.payload) <> 'object'
+               WHEN 2 THEN pg_column_size(n.payload) > v_limit
+               WHEN 4 THEN n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]'
+               ELSE true END
+         LIMIT 1;
+        IF v_rule = 1 THEN
             PERFORM dwa._reject('payload: must be a JSON object', 'payload');
-        ELSIF r.rule = 2 THEN
+        ELSIF v_rule = 2 THEN
             PERFORM dwa._reject(format('payload: %s bytes, over the limit of %s bytes',
                 r.size, v_limit), 'payload',
                 'pass a reference (a URL or a path) instead, or raise dwa.max_payload_bytes');
-        ELSIF r.rule = 3 THEN
+        ELSIF v_rule = 3 THEN
             PERFORM dwa._reject('status, progress, result, error and timestamps are set by DWA, not on INSERT',
                 'status');
-        ELSIF r.rule = 4 THEN
+        ELSIF v_rule = 4 THEN
             PERFORM dwa._reject(CASE WHEN r.type = '' OR r.type ~ '[[:cntrl:]]'
                 THEN 'type: must be a non-empty name' ELSE 'queue: must be a non-empty name' END,
                 CASE WHEN r.queue = '' THEN 'queue' ELSE 'type' END);
@@ -232,27 +251,31 @@ BEGIN
     END IF;
 
     -- Policies and effects: each distinct combination once, in task order.
-    FOR r IN SELECT n.retry, n.on_pending, n.on_progress, n.on_success, n.on_error
-               FROM new_tasks n
-              WHERE n.retry IS NOT NULL OR n.on_pending IS NOT NULL
-                 OR n.on_progress IS NOT NULL OR n.on_success IS NOT NULL
-                 OR n.on_error IS NOT NULL
-              GROUP BY 1, 2, 3, 4, 5
-              ORDER BY min(n.id)
-    LOOP
-        PERFORM dwa._check_retry(r.retry, '');
-        PERFORM dwa._check_effects(r.on_pending, 'onPending');
-        PERFORM dwa._check_effects(r.on_progress, 'onProgress');
-        PERFORM dwa._check_effects(r.on_success, 'onSuccess');
-        PERFORM dwa._check_effects(r.on_error, 'onError');
-    END LOOP;
+    IF v_fx THEN
+        FOR r IN SELECT n.retry, n.on_pending, n.on_progress, n.on_success, n.on_error
+                   FROM new_tasks n
+                  WHERE n.retry IS NOT NULL OR n.on_pending IS NOT NULL
+                     OR n.on_progress IS NOT NULL OR n.on_success IS NOT NULL
+                     OR n.on_error IS NOT NULL
+                  GROUP BY 1, 2, 3, 4, 5
+                  ORDER BY min(n.id)
+        LOOP
+            PERFORM dwa._check_retry(r.retry, '');
+            PERFORM dwa._check_effects(r.on_pending, 'onPending');
+            PERFORM dwa._check_effects(r.on_progress, 'onProgress');
+            PERFORM dwa._check_effects(r.on_success, 'onSuccess');
+            PERFORM dwa._check_effects(r.on_error, 'onError');
+        END LOOP;
+    END IF;
 
     -- Steps definitions, each planned once, in the order of their first
     -- task: a bulk submission shares a few pipelines or DAGs.
-    v_defs := ARRAY(SELECT d.steps
-                      FROM (SELECT n.steps, min(n.id) AS first FROM new_tasks n
-                             WHERE n.steps IS NOT NULL GROUP BY n.steps) d
-                     ORDER BY d.first);
+    IF v_multi THEN
+        v_defs := ARRAY(SELECT d.steps
+                          FROM (SELECT n.steps, min(n.id) AS first FROM new_tasks n
+                                 WHERE n.steps IS NOT NULL GROUP BY n.steps) d
+                         ORDER BY d.first);
+    END IF;
     IF cardinality(v_defs) > 0 THEN
         v_x := dwa._expansion(v_defs);
     END IF;
@@ -275,9 +298,11 @@ BEGIN
 
     -- onPending before any step runs: a multi-step task may finish during
     -- its expansion (an empty forEach), and its onSuccess comes after.
-    FOR r IN SELECT n.id FROM new_tasks n WHERE n.on_pending IS NOT NULL ORDER BY n.id LOOP
-        PERFORM dwa._fire(r.id, 'onPending');
-    END LOOP;
+    IF v_pend THEN
+        FOR r IN SELECT n.id FROM new_tasks n WHERE n.on_pending IS NOT NULL ORDER BY n.id LOOP
+            PERFORM dwa._fire(r.id, 'onPending');
+        END LOOP;
+    END IF;
 
     IF cardinality(v_defs) > 0 THEN
         -- Each step of each task with its definition's row (see _expansion),
