@@ -27,32 +27,47 @@ static const char *const cmd_outbox_states[] = {
 	"pending", "delivering", "delivered", "dead", NULL
 };
 
-/* $1 status (NULL: any), $2 task id (NULL: any), $3 limit. */
+/*
+ * $1 status (NULL: any), $2 task id (NULL: any), $3 limit.  The rows of
+ * one task are read through outbox_task_idx, fenced off from the order
+ * (OFFSET 0): statistics taken while the outbox held few rows would
+ * otherwise plan a walk of the whole primary key (or of the finished
+ * deliveries' index) newest first, filtering on the task.
+ */
+#define CMD_OUTBOX_ALL		"FROM dwa.outbox "
+#define CMD_OUTBOX_TASK							\
+	"FROM (SELECT * FROM dwa.outbox WHERE task_id = $2::bigint "	\
+	"OFFSET 0) d "
 #define CMD_OUTBOX_WHERE						\
-	"FROM dwa.outbox "						\
 	"WHERE ($1::text IS NULL OR status = $1::text) "		\
 	"  AND ($2::bigint IS NULL OR task_id = $2::bigint) "		\
 	"ORDER BY id DESC LIMIT $3::integer"
 
-static const char *cmd_outbox_sql =
-    "SELECT id, task_id, hook, event, status, attempts, "
-    "  date_trunc('second', next_attempt_at) AS next_attempt_at, "
-    "  last_error, date_trunc('second', delivered_at) AS delivered_at "
-    CMD_OUTBOX_WHERE;
+#define CMD_OUTBOX_SQL(from)						\
+    "SELECT id, task_id, hook, event, status, attempts, "		\
+    "  date_trunc('second', next_attempt_at) AS next_attempt_at, "	\
+    "  last_error, date_trunc('second', delivered_at) AS delivered_at "	\
+    from CMD_OUTBOX_WHERE
 
-static const char *cmd_outbox_json_sql =
-    "SELECT json_build_object('count', count(*), "
-    "  'deliveries', coalesce(json_agg(json_build_object("
-    "    'id', o.id, 'deliveryId', o.delivery_id, 'taskId', o.task_id, "
-    "    'hook', o.hook, 'event', o.event, 'status', o.status, "
-    "    'attempts', o.attempts, 'maxAttempts', o.max_attempts, "
-    "    'nextAttemptAt', o.next_attempt_at, 'lastError', o.last_error, "
-    "    'deliveredAt', o.delivered_at, 'createdAt', o.created_at, "
-    "    'effect', o.effect) ORDER BY o.id DESC), '[]'))::text "
-    "FROM (SELECT id, delivery_id, task_id, hook, event, status, "
-    "  attempts, max_attempts, next_attempt_at, last_error, delivered_at, "
-    "  created_at, effect " CMD_OUTBOX_WHERE ") o";
+#define CMD_OUTBOX_JSON_SQL(from)					\
+    "SELECT json_build_object('count', count(*), "			\
+    "  'deliveries', coalesce(json_agg(json_build_object("		\
+    "    'id', o.id, 'deliveryId', o.delivery_id, 'taskId', o.task_id, " \
+    "    'hook', o.hook, 'event', o.event, 'status', o.status, "	\
+    "    'attempts', o.attempts, 'maxAttempts', o.max_attempts, "	\
+    "    'nextAttemptAt', o.next_attempt_at, 'lastError', o.last_error, " \
+    "    'deliveredAt', o.delivered_at, 'createdAt', o.created_at, "	\
+    "    'effect', o.effect) ORDER BY o.id DESC), '[]'))::text "	\
+    "FROM (SELECT id, delivery_id, task_id, hook, event, status, "	\
+    "  attempts, max_attempts, next_attempt_at, last_error, delivered_at, " \
+    "  created_at, effect " from CMD_OUTBOX_WHERE ") o"
 
+/* [json][task given] */
+static const char *const cmd_outbox_sql[2][2] = {
+	{ CMD_OUTBOX_SQL(CMD_OUTBOX_ALL), CMD_OUTBOX_SQL(CMD_OUTBOX_TASK) },
+	{ CMD_OUTBOX_JSON_SQL(CMD_OUTBOX_ALL),
+	  CMD_OUTBOX_JSON_SQL(CMD_OUTBOX_TASK) }
+};
 
 /*
  * Parse a positive id (what: "a task" or "an outbox row", for the message)
@@ -176,8 +191,8 @@ cmd_outbox_exec(const struct cmd_entry *entry, int argc, char **argv)
 	snprintf(limitbuf, sizeof limitbuf, "%ld", limit);
 	params[2] = limitbuf;
 
-	res = cmd_query(entry, json ? cmd_outbox_json_sql : cmd_outbox_sql, 3, params,
-	    &code);
+	res = cmd_query(entry, cmd_outbox_sql[json][params[1] != NULL], 3,
+	    params, &code);
 	if (res == NULL)
 		return (code);
 	return (cmd_print_result(res, json, CMD_OUTBOX_CELL_MAX));

@@ -7,7 +7,7 @@
 # a message and the synopsis, and change nothing.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$top_srcdir/tests/lib/effects.sh"
-plan 36
+plan 39
 
 db_setup
 receiver_start r
@@ -106,6 +106,46 @@ is "$(sql "SELECT status || ' ' || attempts FROM dwa.outbox WHERE id = $DEAD")" 
     "the dead row aimed at is still dead"
 run "$DWA" outbox retry "$DEAD"
 is "$RC:$OUT:$ERR" "0::" "while dwa outbox retry with its id alone re-queues it"
+
+# --- one task's deliveries, whatever the statistics say -------------------------
+
+# Statistics taken while the outbox was empty (its rows set aside, rows
+# made and taken away, analyzed; its rows back), then 20,000 delivered rows
+# of other tasks: listing one task's reads its rows, not all of them.
+sql "ALTER TABLE dwa.outbox SET (autovacuum_enabled = off);
+     CREATE TABLE public.kept AS SELECT * FROM dwa.outbox;
+     DELETE FROM dwa.outbox;
+     INSERT INTO dwa.outbox (task_id, hook, event, effect, status)
+     SELECT 800000 + g, 'onSuccess', 'webhook', '{}', 'delivered' FROM generate_series(1, 5000) g;
+     DELETE FROM dwa.outbox;
+     ANALYZE dwa.outbox;
+     INSERT INTO dwa.outbox OVERRIDING SYSTEM VALUE SELECT * FROM public.kept;
+     INSERT INTO dwa.outbox (task_id, hook, event, effect, status)
+     SELECT 900000 + g, 'onSuccess', 'webhook', '{}', 'delivered' FROM generate_series(1, 20000) g" \
+    >/dev/null
+is "$(sql "SELECT reltuples FROM pg_class WHERE oid = 'dwa.outbox'::regclass")" 0 \
+    "the statistics say the outbox is empty"
+
+# reads: rows, index entries of dwa.outbox read so far (as flushed by
+# sessions that ended).
+reads() {
+	sql "SELECT (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes
+	              WHERE relid = 'dwa.outbox'::regclass)
+	          + (SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables
+	              WHERE relid = 'dwa.outbox'::regclass)"
+}
+R0=$(reads)
+reads_moved() { [ "$(reads)" != "$R0" ]; }
+run "$DWA" outbox --task "$A" --status delivered --json
+is "$RC:$(printf '%s\n' "$OUT" | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(d["count"], sorted({(r["taskId"], r["status"]) for r in d["deliveries"]}))')" \
+    "0:2 [($A, 'delivered')]" "dwa outbox --task ID --status delivered lists the task's 2 delivered rows"
+wait_until 5 reads_moved
+R1=$(reads)
+ok $(( R1 - R0 >= 1000 )) \
+    "reading fewer than 1,000 rows and index entries of the outbox ($(( R1 - R0 ))), not 20,000"
+
 proc_gone "$(dwad_pid d1)"
 ok $((! $?)) "dwad keeps running"
 
