@@ -181,7 +181,8 @@ DECLARE
     v_slow_tasks bigint[];
     v_slow_steps integer[];
     v_id bigint;
-    v_rule integer;         -- the first rule a row breaks
+    v_broken jsonb;         -- a row breaking the first rule broken, or NULL
+    v_rule integer;         -- that rule
     v_fx boolean;           -- some row has a retry policy or effects
     v_multi boolean;        -- some row has steps
     v_pend boolean;         -- some row has onPending effects
@@ -194,9 +195,12 @@ BEGIN
     -- the unknown types among the distinct ones: bulk submissions of
     -- 100,000 rows pay two scans, not six, and a single row four
     -- statements, not seven.
-    SELECT min(x.rule), coalesce(bool_or(x.fx), false), coalesce(bool_or(x.multi), false),
+    SELECT (array_agg(jsonb_build_object('rule', x.rule, 'type', x.type, 'queue', x.queue,
+                                         'size', x.size) ORDER BY x.rule)
+                FILTER (WHERE x.rule IS NOT NULL))[1],
+           coalesce(bool_or(x.fx), false), coalesce(bool_or(x.multi), false),
            coalesce(bool_or(x.pend), false)
-      INTO v_rule, v_fx, v_multi, v_pend
+      INTO v_broken, v_fx, v_multi, v_pend
       FROM (SELECT CASE
                    WHEN jsonb_typeof(n.payload) <> 'object' THEN 1
                    WHEN pg_column_size(n.payload) > v_limit THEN 2
@@ -208,35 +212,29 @@ BEGIN
                    WHEN n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]' THEN 4
                    WHEN n.timeout <= interval '0' THEN 5
                    END AS rule,
+                   n.type, n.queue, pg_column_size(n.payload) AS size,
                    n.retry IS NOT NULL OR n.on_pending IS NOT NULL
                      OR n.on_progress IS NOT NULL OR n.on_success IS NOT NULL
                      OR n.on_error IS NOT NULL AS fx,
                    n.steps IS NOT NULL AS multi,
                    n.on_pending IS NOT NULL AS pend
               FROM new_tasks n) x;
-    IF v_rule IS NOT NULL THEN
-        -- A row that breaks it, for the message.
-        SELECT n.type, n.queue, pg_column_size(n.payload) AS size INTO r
-          FROM new_tasks n
-         WHERE CASE v_rule
-               WHEN 1 THEN jsonb_typeof(n.payload) <> 'object'
-               WHEN 2 THEN pg_column_size(n.payload) > v_limit
-               WHEN 4 THEN n.type = '' OR n.queue = '' OR n.type ~ '[[:cntrl:]]'
-               ELSE true END
-         LIMIT 1;
+    IF v_broken IS NOT NULL THEN
+        v_rule := (v_broken ->> 'rule')::integer;
         IF v_rule = 1 THEN
             PERFORM dwa._reject('payload: must be a JSON object', 'payload');
         ELSIF v_rule = 2 THEN
             PERFORM dwa._reject(format('payload: %s bytes, over the limit of %s bytes',
-                r.size, v_limit), 'payload',
+                v_broken ->> 'size', v_limit), 'payload',
                 'pass a reference (a URL or a path) instead, or raise dwa.max_payload_bytes');
         ELSIF v_rule = 3 THEN
             PERFORM dwa._reject('status, progress, result, error and timestamps are set by DWA, not on INSERT',
                 'status');
         ELSIF v_rule = 4 THEN
-            PERFORM dwa._reject(CASE WHEN r.type = '' OR r.type ~ '[[:cntrl:]]'
+            PERFORM dwa._reject(CASE WHEN v_broken ->> 'type' = ''
+                                          OR v_broken ->> 'type' ~ '[[:cntrl:]]'
                 THEN 'type: must be a non-empty name' ELSE 'queue: must be a non-empty name' END,
-                CASE WHEN r.queue = '' THEN 'queue' ELSE 'type' END);
+                CASE WHEN v_broken ->> 'queue' = '' THEN 'queue' ELSE 'type' END);
         END IF;
         PERFORM dwa._reject('timeout: must be greater than 0', 'timeout');
     END IF;

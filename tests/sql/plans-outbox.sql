@@ -20,33 +20,7 @@ SELECT plan(23);
 ALTER TABLE dwa.outbox SET (autovacuum_enabled = off);
 ALTER TABLE dwa.events SET (autovacuum_enabled = off);
 
--- reads_of(sql, table): rows, index entries and blocks of the table and
--- of all its indexes read while running sql (the counts are the
--- transaction's: psql runs each statement in its own).
-CREATE FUNCTION pg_temp.reads(p_table regclass) RETURNS bigint LANGUAGE sql AS $$
-    SELECT sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_blocks_fetched(r))::bigint
-      FROM (SELECT p_table::oid AS r
-            UNION ALL SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = p_table) x
-$$;
-CREATE FUNCTION pg_temp.reads_of(p_sql text, p_table regclass) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    n0 bigint := pg_temp.reads(p_table);
-BEGIN
-    EXECUTE p_sql;
-    RETURN pg_temp.reads(p_table) - n0;
-END
-$$;
--- believed_rows(table): the planner's estimate of the table's rows.
-CREATE FUNCTION pg_temp.believed_rows(p_table regclass) RETURNS numeric
-LANGUAGE plpgsql AS $$
-DECLARE
-    p json;
-BEGIN
-    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM %s', p_table) INTO p;
-    RETURN (p -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
-END
-$$;
+\ir ../lib/plan-reads.sql
 
 -- ---------------------------------------------------------------------
 -- The statistics of an empty outbox and event log whose pages are still

@@ -21,36 +21,7 @@ ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
 ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
 INSERT INTO dwa.task_types (name, executor) VALUES ('pl.w', 'worker');
 
--- queue_reads(): index entries read from the ready queue's claim-order
--- index so far in this transaction, rows read by sequential scans, and
--- the blocks of both touched (a scan keyed on a later column of the index
--- returns few entries but walks all of it).
-CREATE FUNCTION pg_temp.queue_reads() RETURNS bigint LANGUAGE sql AS $$
-    SELECT pg_stat_get_xact_tuples_returned('dwa.ready_claim_idx'::regclass)
-         + pg_stat_get_xact_tuples_returned('dwa.ready'::regclass)
-         + pg_stat_get_xact_blocks_fetched('dwa.ready_claim_idx'::regclass)
-         + pg_stat_get_xact_blocks_fetched('dwa.ready'::regclass)
-$$;
--- believed_rows(): the planner's estimate of dwa.ready's rows.
-CREATE FUNCTION pg_temp.believed_rows() RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE
-    p json;
-BEGIN
-    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT * FROM dwa.ready' INTO p;
-    RETURN (p -> 0 -> 'Plan' ->> 'Plan Rows')::numeric;
-END
-$$;
--- reads_of(sql): rows, index entries and blocks of dwa.ready read while
--- running sql (the counts are the transaction's: psql runs each statement in its
--- own).
-CREATE FUNCTION pg_temp.reads_of(p_sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n0 bigint := pg_temp.queue_reads();
-BEGIN
-    EXECUTE p_sql;
-    RETURN pg_temp.queue_reads() - n0;
-END
-$$;
+\ir ../lib/plan-reads.sql
 
 -- ---------------------------------------------------------------------
 -- The statistics of an empty queue whose pages are still there: ready
@@ -68,7 +39,7 @@ SELECT is((SELECT reltuples FROM pg_class WHERE oid = 'dwa.ready'::regclass), 0:
 
 INSERT INTO dwa.tasks (type) SELECT 'pl.w' FROM generate_series(1, 20000);
 SELECT is((SELECT count(*) FROM dwa.ready), 20000::bigint, '20,000 ready rows');
-SELECT cmp_ok(pg_temp.believed_rows(), '<=', 1::numeric,
+SELECT cmp_ok(pg_temp.believed_rows('dwa.ready'), '<=', 1::numeric,
     'the planner believes dwa.ready holds at most one row');
 
 -- ---------------------------------------------------------------------
@@ -81,7 +52,7 @@ CREATE FUNCTION pg_temp.claim(p_n integer) RETURNS void LANGUAGE sql AS $$
       FROM dwa.claim('pl-worker', ARRAY['pl.w'], p_n, interval '5 minutes') c
      WHERE c.run_id IS NOT NULL
 $$;
-SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 1000::bigint,
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)', 'dwa.ready'), '<', 1000::bigint,
     'a claim of 50 reads fewer than 1,000 rows, entries and blocks of the queue (not 20,000)');
 SELECT is((SELECT count(*) FROM got), 50::bigint, 'it claimed 50');
 SELECT is((SELECT count(*) FROM dwa.ready), 19950::bigint, 'their ready rows are gone');
@@ -95,12 +66,12 @@ SELECT is((SELECT count(*) FROM dwa.runs u WHERE u.run_id = ANY (ARRAY(SELECT ru
     'each claimed run is recorded in dwa.runs');
 
 -- Again, in the same session: the cached plans too.
-SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 1000::bigint,
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)', 'dwa.ready'), '<', 1000::bigint,
     'a second claim of 50 in the session reads fewer than 1,000');
 
 -- Under a limit (dwa._claim_limited looks its ready rows up by key).
 SELECT dwa.limit_set('type:pl.w', 1000, NULL, NULL);
-SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)'), '<', 1000::bigint,
+SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)', 'dwa.ready'), '<', 1000::bigint,
     'a limited claim of 50 reads fewer than 1,000');
 SELECT is((SELECT count(*) FROM got), 150::bigint, 'the limited claim claimed 50 more');
 SELECT is((SELECT count(*) FROM dwa.ready), 19850::bigint, 'and took their ready rows');
@@ -114,7 +85,7 @@ SELECT dwa.limit_delete('type:pl.w');
 CREATE TEMP TABLE one AS
 SELECT s.task_id AS cancel_id, s.id AS step_id FROM dwa.steps s
  WHERE s.status = 'ready' ORDER BY s.task_id LIMIT 1;
-SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa.cancel(%s)', (SELECT cancel_id FROM one))),
+SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa.cancel(%s)', (SELECT cancel_id FROM one)), 'dwa.ready'),
     '<', 40::bigint,
     'cancelling a task with a ready step reads fewer than 40 of the queue');
 SELECT is((SELECT count(*) FROM dwa.ready r WHERE r.step_id = (SELECT step_id FROM one)),
@@ -123,7 +94,7 @@ SELECT is((SELECT count(*) FROM dwa.ready r WHERE r.step_id = (SELECT step_id FR
 UPDATE one SET (cancel_id, step_id) = (SELECT s.task_id, s.id FROM dwa.steps s
                                         WHERE s.status = 'ready' ORDER BY s.task_id LIMIT 1);
 SELECT cmp_ok(pg_temp.reads_of(format('DELETE FROM dwa.tasks WHERE id = %s',
-        (SELECT cancel_id FROM one))),
+        (SELECT cancel_id FROM one)), 'dwa.ready'),
     '<', 40::bigint,
     'deleting a task with a ready step reads fewer than 40 of the queue');
 SELECT is((SELECT count(*) FROM dwa.ready r WHERE r.step_id = (SELECT step_id FROM one)),
@@ -142,7 +113,7 @@ SELECT is((SELECT count(*) FROM dwa.ready r
                                           WHERE s.task_id = (SELECT cancel_id FROM one)))),
     1::bigint, 'one step of the pair claimed, the other ready');
 SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa.fail(%s, %L, false)',
-        (SELECT run_id FROM fr), 'boom')),
+        (SELECT run_id FROM fr), 'boom'), 'dwa.ready'),
     '<', 40::bigint,
     'a step failing for good, its sibling ready, reads fewer than 40 of the queue');
 SELECT results_eq(
