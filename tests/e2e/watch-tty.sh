@@ -69,8 +69,9 @@ sql "SELECT dwa.progress($(run_of tty.work), 80)" >/dev/null
 wait_until 10 shows "$T_TMP/tty.out" "  0 +running +$BAR80"
 ok $? "more progress redraws the bar: [########..]  80%"
 # The second picture starts by moving the cursor up over the first (two
-# lines: the task and its step), then rewrites each line.
-shows "$T_TMP/tty.out" "\\^\\[\\[2A\\^M\\^\\[\\[Ktask $ID tty.work  running +$BAR80"
+# lines: the task and its step), then rewrites each line; the step's line
+# may show 80 % a picture before the task's does, so wait for that too.
+wait_until 10 shows "$T_TMP/tty.out" "\\^\\[\\[2A\\^M\\^\\[\\[Ktask $ID tty.work  running +$BAR80"
 ok $? "the picture is redrawn in place (cursor up 2, then the lines again)"
 
 sql "SELECT dwa.complete($(run_of tty.work), '{\"done\": true}')" >/dev/null
