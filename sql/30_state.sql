@@ -11,7 +11,23 @@
 -- dwa.steps is indexed only by columns that never change, so that the
 -- updates here are HOT: a step that becomes ready gets a row in dwa.ready
 -- in the same statement, one that stops being ready loses it first; a run
--- has a row in dwa.runs from its claim to its end.
+-- has a row in dwa.runs from its claim to its end, or, claimed by dwad,
+-- a place in its claim batch's row of dwa.claims (dwa.running shows both).
+
+-- running: the runs in flight, wherever they are recorded: dwa.runs, and
+-- the pairs of dwad's batches (dwa.claims) whose step still runs under
+-- them (batch: the batch's key; lease_until: the step's).
+CREATE OR REPLACE VIEW dwa.running AS
+SELECT u.run_id, u.step_id, u.task_id, u.worker_id, u.lease_until, u.limit_keys,
+       NULL::bigint AS batch
+  FROM dwa.runs u
+UNION ALL
+SELECT s.run_id, s.id, s.task_id, c.worker_id, s.lease_until, s.limit_keys, c.batch
+  FROM dwa.claims c
+ CROSS JOIN LATERAL unnest(c.step_ids, c.run_ids) x(step_id, run_id)
+  JOIN dwa.steps s ON s.id = x.step_id AND s.run_id = x.run_id AND s.status = 'running';
+COMMENT ON VIEW dwa.running IS
+    'Runs in flight: dwa.runs and the running steps of dwad''s claim batches (dwa.claims)';
 
 -- _event: tell UIs on channel dwa_events that something changed.
 CREATE OR REPLACE FUNCTION dwa._event(p_task_id bigint, p_step_id text,

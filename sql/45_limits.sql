@@ -185,9 +185,10 @@ COMMENT ON FUNCTION dwa._limit_pause(text, timestamptz) IS
 -- claim started it under: read whole, sequentially (an index walk would
 -- visit every row deleted since the last vacuum, one heap fetch each: at
 -- ten thousand runs a second, 20 ms a claim).  Only runs started while no
--- limit was in force (no keys recorded) need their step's keys, by
--- primary key (= ANY of an array, never a join that could turn into a
--- scan of dwa.steps).
+-- limit was in force (no keys recorded, or a batch of dwad's in
+-- dwa.claims, which the claims of dwad delete as soon as they are over)
+-- need their step's keys, by primary key (= ANY of an array, never a join
+-- that could turn into a scan of dwa.steps).
 CREATE OR REPLACE FUNCTION dwa._limit_running(p_keys text[])
 RETURNS TABLE (key text, n integer)
 LANGUAGE sql STABLE
@@ -200,16 +201,19 @@ AS $$
             UNION ALL
             SELECT s.id, e.key
               FROM dwa.steps s
-             CROSS JOIN LATERAL unnest(dwa._limit_keys(s.queue, s.task, s.backend,
-                   (SELECT tt.limit_keys FROM dwa.task_types tt
-                     WHERE tt.name = s.task))) e(key)
+             CROSS JOIN LATERAL unnest(coalesce(s.limit_keys,
+                   dwa._limit_keys(s.queue, s.task, s.backend,
+                       (SELECT tt.limit_keys FROM dwa.task_types tt
+                         WHERE tt.name = s.task)))) e(key)
              WHERE s.id = ANY (ARRAY(SELECT u.step_id FROM dwa.runs u
-                                      WHERE u.limit_keys IS NULL))
+                                      WHERE u.limit_keys IS NULL
+                                     UNION ALL
+                                     SELECT unnest(c.step_ids) FROM dwa.claims c))
                AND s.status = 'running' AND e.key = ANY (p_keys)) x
      GROUP BY x.key
 $$;
 COMMENT ON FUNCTION dwa._limit_running(text[]) IS
-    'Steps running under each of the given limit keys, from dwa.runs';
+    'Steps running under each of the given limit keys, from dwa.runs and dwa.claims';
 
 -- _limit_admit: choose which ready steps a claim may start (dwa._claim,
 -- when some limit is in force).  Returns the admitted step ids in claim
@@ -545,7 +549,7 @@ SELECT l.key, l.max_concurrency, l.rate, l.per, l.burst,
         FROM (SELECT s.id, s.status, coalesce(s.limit_keys,
                      dwa._limit_keys(s.queue, s.task, s.backend,
                          (SELECT tt.limit_keys FROM dwa.task_types tt WHERE tt.name = s.task))) AS keys
-                FROM dwa.runs u JOIN dwa.steps s ON s.id = u.step_id
+                FROM dwa.running u JOIN dwa.steps s ON s.id = u.step_id
                WHERE s.status = 'running' AND s.run_id = u.run_id
               UNION ALL
               SELECT r.step_id, 'ready', dwa._limit_keys(r.queue, r.task, r.backend,

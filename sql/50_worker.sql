@@ -2,9 +2,10 @@
 --
 -- A claim locks rows of the ready queue (dwa.ready) with FOR UPDATE SKIP
 -- LOCKED, deletes them, gives each step a fresh run id and a lease, records
--- the run in dwa.runs and returns the rendered input.  Completion and
--- failure name the run id: once the lease is lost or the task cancelled,
--- the run id no longer matches a running step and nothing changes.
+-- the runs (dwad's batch in one row of dwa.claims, anyone else's in
+-- dwa.runs) and returns the rendered input.  Completion and failure name
+-- the run id: once the lease is lost or the task cancelled, the run id no
+-- longer matches a running step and nothing changes.
 
 DO $$
 BEGIN
@@ -81,15 +82,20 @@ COMMENT ON FUNCTION dwa._tasks_started(bigint[], boolean) IS
 
 -- _start_steps: the claim of steps chosen and locked by dwa._claim or
 -- dwa._claim_limited (their dwa.ready rows locked too): each leaves the
--- ready queue and gets a run id and a lease from p_now, recorded in
--- dwa.runs; with p_limited, the limit keys it runs under.  Returns them in
--- claim order; their tasks are marked running unless the caller is dwad.
+-- ready queue and gets a run id and a lease from p_now; with p_limited,
+-- the limit keys it runs under.  The runs are recorded in dwa.runs, or,
+-- with p_batched and no limit (dwad's claims), all in one row of
+-- dwa.claims keyed by the first run id.  Returns them in claim order;
+-- their tasks are marked running unless the caller is dwad.
 -- p_ready: the addresses of the ready rows the claim locked, when it has
 -- them (dwa._claim); the rows stay where they are while locked.  Without
 -- them the rows are looked up by key (dwa._unready), never by a join.
 DROP FUNCTION IF EXISTS dwa._start_steps(integer, bigint[], interval, timestamptz, boolean);
+DROP FUNCTION IF EXISTS dwa._start_steps(integer, bigint[], tid[], interval, timestamptz,
+    boolean);
 CREATE OR REPLACE FUNCTION dwa._start_steps(p_worker integer, p_ids bigint[],
-    p_ready tid[], p_lease interval, p_now timestamptz, p_limited boolean)
+    p_ready tid[], p_lease interval, p_now timestamptz, p_limited boolean,
+    p_batched boolean)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -117,6 +123,14 @@ BEGIN
     ), r AS (
         INSERT INTO dwa.runs (run_id, step_id, task_id, worker_id, lease_until, limit_keys)
         SELECT u.run_id, u.id, u.task_id, p_worker, u.lease_until, u.limit_keys FROM u
+         WHERE p_limited OR NOT p_batched
+    ), c AS (
+        INSERT INTO dwa.claims (batch, worker_id, lease_until, step_ids, run_ids)
+        SELECT min(u.run_id), p_worker, p_now + p_lease,
+               array_agg(u.id ORDER BY u.run_id), array_agg(u.run_id ORDER BY u.run_id)
+          FROM u
+         WHERE p_batched AND NOT p_limited
+        HAVING count(*) > 0
     )
     SELECT u.run_id, u.task_id, u.step_id, u.item_index, u.task, u.input,
            u.attempt, u.lease_until, u.id,
@@ -128,8 +142,9 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], tid[], interval, timestamptz, boolean) IS
-    'Take claimed steps off the ready queue, give them run ids and leases (and limit keys when limited); mark their tasks running for external workers';
+COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], tid[], interval, timestamptz, boolean,
+    boolean) IS
+    'Take claimed steps off the ready queue, give them run ids and leases (and limit keys when limited), record the runs; mark their tasks running for external workers';
 
 -- _claim: claim up to p_n ready steps of the given types and queues (NULL:
 -- any).
@@ -145,9 +160,11 @@ COMMENT ON FUNCTION dwa._start_steps(integer, bigint[], tid[], interval, timesta
 -- cost of a plan with a disabled scan would compile it (150 ms).
 --
 -- While no limit is in force (no cap, no rate, no pause running) the claim
--- is this; otherwise dwa._claim_limited makes it.
+-- is this; otherwise dwa._claim_limited makes it.  p_batched: record the
+-- runs as one batch in dwa.claims (dwad), not in dwa.runs.
+DROP FUNCTION IF EXISTS dwa._claim(integer, text[], integer, interval, text[]);
 CREATE OR REPLACE FUNCTION dwa._claim(p_worker integer, p_types text[], p_n integer,
-    p_lease interval, p_queues text[] DEFAULT NULL)
+    p_lease interval, p_queues text[] DEFAULT NULL, p_batched boolean DEFAULT false)
 RETURNS SETOF dwa.claimed
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -188,10 +205,11 @@ BEGIN
     -- transaction began: a step must not seem to start before a pause
     -- that had ended by then.
     v_now := clock_timestamp();
-    RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, v_ready, p_lease, v_now, false);
+    RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, v_ready, p_lease, v_now, false,
+        p_batched);
 END
 $$;
-COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[]) IS
+COMMENT ON FUNCTION dwa._claim(integer, text[], integer, interval, text[], boolean) IS
     'Claim ready steps (SKIP LOCKED) within the limits, give each a run id and a lease; a last row with run_id NULL is the hint: hold_ms';
 
 -- _claim_limited: dwa._claim while some limit is in force (p_active: the
@@ -221,7 +239,8 @@ BEGIN
     -- not seem to overlap with the one that took its place.
     v_now := clock_timestamp();
     IF cardinality(v_ids) > 0 THEN
-        RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, NULL, p_lease, v_now, true);
+        RETURN QUERY SELECT * FROM dwa._start_steps(p_worker, v_ids, NULL, p_lease, v_now, true,
+            false);
     END IF;
     IF v_hold IS NOT NULL THEN
         hint.hold_ms := v_hold;
@@ -239,19 +258,46 @@ COMMENT ON FUNCTION dwa._claim_limited(integer, text[], integer, interval, text[
 -- a claim whose run was recorded: that record commits synchronously,
 -- flushing the WAL up to it, the claim's commit included.  dwad sends it
 -- as a statement of its own, so nothing else shares the transaction.
+--
+-- The runs are recorded as a batch in dwa.claims unless a limit is in
+-- force; batch is its key then, else NULL (the runs are in dwa.runs).
+-- p_done: batches of this daemon whose every end is recorded, whose rows
+-- go (a crash that undoes it leaves rows the reaper deletes).
+DROP FUNCTION IF EXISTS dwa._claim_async(integer, text[], integer, interval, text[]);
 CREATE OR REPLACE FUNCTION dwa._claim_async(p_worker integer, p_types text[], p_n integer,
-    p_lease interval, p_queues text[])
-RETURNS SETOF dwa.claimed
+    p_lease interval, p_queues text[], p_done bigint[])
+RETURNS TABLE (id bigint, run_id bigint, task_id bigint, step_id text, item_index integer,
+    task text, input jsonb, attempt integer, timeout_ms bigint, hold_ms bigint,
+    backend text, batch bigint)
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
+DECLARE
+    v_claimed dwa.claimed[];
+    v_batch bigint;
 BEGIN
     PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
     PERFORM pg_catalog.set_config('dwa.claim_starts_tasks', 'off', true);
-    RETURN QUERY SELECT * FROM dwa._claim(p_worker, p_types, p_n, p_lease, p_queues);
+    IF cardinality(p_done) > 0 THEN
+        DELETE FROM dwa.claims c WHERE c.batch = ANY (p_done) AND c.worker_id = p_worker;
+    END IF;
+    -- The batch row, written by the claim, is visible to the statements
+    -- after it, not to the one that made it.
+    v_claimed := ARRAY(SELECT k FROM dwa._claim(p_worker, p_types, p_n, p_lease, p_queues,
+                                                true) k);
+    SELECT c.batch INTO v_batch FROM dwa.claims c
+     WHERE c.batch = (SELECT min(k.run_id) FROM unnest(v_claimed) k);
+    RETURN QUERY
+    SELECT k.id, k.run_id, k.task_id, k.step_id, k.item_index, k.task, k.input, k.attempt,
+           k.timeout_ms, k.hold_ms, k.backend, v_batch
+      FROM unnest(v_claimed) WITH ORDINALITY k
+     ORDER BY k.ordinality;
 END
 $$;
-COMMENT ON FUNCTION dwa._claim_async(integer, text[], integer, interval, text[]) IS
-    'dwa._claim committed asynchronously, for dwad: a crash may undo the claim, never a recorded run';
+COMMENT ON FUNCTION dwa._claim_async(integer, text[], integer, interval, text[], bigint[]) IS
+    'dwa._claim committed asynchronously, for dwad, the runs as a batch (its key returned); deletes the rows of batches done';
 
 -- _sql_worker: the id of an external worker, registered on first use.
 CREATE OR REPLACE FUNCTION dwa._sql_worker(p_name text)
@@ -330,13 +376,30 @@ $$;
 COMMENT ON FUNCTION dwa.heartbeat(text, bigint[], interval) IS
     'Extend the leases of running runs; returns the run ids still held';
 
--- progress: report 0-100 for a run, with optional data for UIs.
-CREATE OR REPLACE FUNCTION dwa.progress(p_run_id bigint, p_progress numeric,
-    p_data jsonb DEFAULT NULL)
+-- _run_step: the step a run id was claimed for (dwa.steps.id), from
+-- dwa.runs, or from dwad's batches in dwa.claims (a few rows, read whole:
+-- a program of dwad's may report by the run id it was given).  NULL for a
+-- run id no longer in flight there.  Callers check that the step still
+-- runs under it.
+CREATE OR REPLACE FUNCTION dwa._run_step(p_run_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(
+        (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id),
+        (SELECT c.step_ids[array_position(c.run_ids, p_run_id)] FROM dwa.claims c
+          WHERE c.run_ids @> ARRAY[p_run_id]
+          LIMIT 1))
+$$;
+COMMENT ON FUNCTION dwa._run_step(bigint) IS
+    'The step id of a run in flight, from dwa.runs or dwa.claims';
+
+-- _progress: dwa.progress of the run p_run_id of step p_step (NULL: look
+-- it up).  dwad names the step: its runs are not in dwa.runs.
+CREATE OR REPLACE FUNCTION dwa._progress(p_step bigint, p_run_id bigint,
+    p_progress numeric, p_data jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
@@ -344,7 +407,7 @@ DECLARE
     pct integer := greatest(0, least(100, round(coalesce(p_progress, 0))));
 BEGIN
     UPDATE dwa.steps SET progress = pct
-     WHERE id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+     WHERE id = coalesce(p_step, dwa._run_step(p_run_id))
        AND run_id = p_run_id AND status = 'running'
     RETURNING task_id, step_id, item_index INTO s;
     IF NOT FOUND THEN
@@ -371,6 +434,19 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION dwa._progress(bigint, bigint, numeric, jsonb) IS
+    'dwa.progress of a run of a known step';
+
+-- progress: report 0-100 for a run, with optional data for UIs.
+CREATE OR REPLACE FUNCTION dwa.progress(p_run_id bigint, p_progress numeric,
+    p_data jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT dwa._progress(NULL, p_run_id, p_progress, p_data)
+$$;
 COMMENT ON FUNCTION dwa.progress(bigint, numeric, jsonb) IS
     'Report the progress (0-100) of a run, firing onProgress when the task''s rises; false if the run no longer holds its step';
 
@@ -384,7 +460,7 @@ AS $$
     SELECT coalesce((SELECT dwa._finish_run(s.id, s.run_id, 'ok',
                coalesce(p_output, 'null'), NULL, NULL)
                        FROM dwa.steps s
-                      WHERE s.id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+                      WHERE s.id = dwa._run_step(p_run_id)
                         AND s.run_id = p_run_id AND s.status = 'running'), false)
 $$;
 COMMENT ON FUNCTION dwa.complete(bigint, jsonb) IS
@@ -410,7 +486,7 @@ BEGIN
                coalesce(nullif(p_error, ''), 'failed'),
                CASE WHEN retryable THEN retry_after END)
                        FROM dwa.steps s
-                      WHERE s.id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+                      WHERE s.id = dwa._run_step(p_run_id)
                         AND s.run_id = p_run_id AND s.status = 'running'), false);
 END
 $$;
@@ -418,7 +494,8 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
     'Record a run''s failure; false, changing nothing, if its lease was lost or its task cancelled';
 
 -- _finish_batch: dwad's completion path: many runs in one transaction.
--- p_runs is an array of {id, run, outcome, output, error, retryAfterMs}.
+-- p_runs is an array of {id, run, outcome, output, error, retryAfterMs,
+-- batch}; batch, the run's claim batch in dwa.claims, when it has one.
 --
 -- Task rows are locked first, in id order, as every path that changes a
 -- task does, so concurrent batches and cancels cannot deadlock.  The common
@@ -454,6 +531,7 @@ DECLARE
     st text;
     left_n integer;
     v_parent bigint;
+    v_runs bigint[];        -- the rows of dwa.runs to delete
     v_rest bigint[];
     v_restset jsonb;
     dg bigint[];            -- steps of DAGs and pipelines finished set-wise
@@ -662,11 +740,12 @@ BEGIN
             PERFORM dwa._complete_task(r.id);
         END LOOP;
     END IF;
-    -- The runs finished set-wise are over.
-    IF cardinality(fast) > 0 THEN
-        DELETE FROM dwa.runs u
-         WHERE u.run_id = ANY (ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint
-                                       FROM unnest(fast) x));
+    -- The runs finished set-wise are over: those not of a batch in
+    -- dwa.claims (claimed under a limit) have rows in dwa.runs.
+    v_runs := ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint FROM unnest(fast) x
+                     WHERE NOT v_map -> x::text ? 'batch');
+    IF cardinality(v_runs) > 0 THEN
+        DELETE FROM dwa.runs u WHERE u.run_id = ANY (v_runs);
     END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
     -- another daemon may be waiting for.
@@ -750,27 +829,32 @@ COMMENT ON FUNCTION dwa._lock_class() IS 'First key of the daemons'' session adv
 
 -- _renew: a daemon extends the leases of its runs (and adopts them after a
 -- reconnect); returns the run ids it no longer holds, to abort them.
+-- p_step_ids and p_run_ids are its runs, pair by pair; p_live the batches
+-- (dwa.claims) it still holds whole; p_done those whose every end is
+-- recorded, whose rows go.  A batch left out of both (an end of it could
+-- not be recorded) expires, for the reaper to look at its steps.
 --
--- Sequential scans off, as in dwa._finish_batch: the run ids are looked
--- up through the primary key of dwa.runs whatever the statistics say.
+-- Sequential scans off, as in dwa._finish_batch: the steps are looked up
+-- through the primary key whatever the statistics say.
 --
 -- SKIP LOCKED: a step row locked by one of the daemon's batches of ends,
 -- on another of its connections, is being finished; waiting for it while
 -- holding the rows renewed so far could deadlock with that batch.  Such a
 -- run is not lost: lost are the runs that no running step holds with its
 -- lease in force, as this statement sees them.
-CREATE OR REPLACE FUNCTION dwa._renew(p_worker integer, p_run_ids bigint[],
-    p_lease interval)
+DROP FUNCTION IF EXISTS dwa._renew(integer, bigint[], interval);
+CREATE OR REPLACE FUNCTION dwa._renew(p_worker integer, p_step_ids bigint[],
+    p_run_ids bigint[], p_lease interval, p_live bigint[], p_done bigint[])
 RETURNS bigint[]
 LANGUAGE sql
 SET enable_seqscan = off
+SET jit = off
 AS $$
     WITH w AS (
         UPDATE dwa.workers SET last_seen = now() WHERE id = p_worker RETURNING id
     ), l AS (
         SELECT s.id, s.run_id FROM dwa.steps s
-         WHERE s.id = ANY (ARRAY(SELECT r.step_id FROM dwa.runs r
-                                  WHERE r.run_id = ANY (p_run_ids)))
+         WHERE s.id = ANY (p_step_ids)
            AND s.run_id = ANY (p_run_ids) AND s.status = 'running'
            AND s.lease_until >= now()
            FOR UPDATE SKIP LOCKED
@@ -780,25 +864,48 @@ AS $$
     ), v AS (
         UPDATE dwa.runs r SET lease_until = now() + p_lease, worker_id = p_worker
          WHERE r.run_id = ANY (ARRAY(SELECT l.run_id FROM l))
+    ), c AS (
+        UPDATE dwa.claims c SET lease_until = now() + p_lease, worker_id = p_worker
+         WHERE c.batch = ANY (p_live) AND c.lease_until >= now()
+    ), d AS (
+        DELETE FROM dwa.claims c WHERE c.batch = ANY (p_done) AND c.worker_id = p_worker
     )
-    SELECT coalesce(array_agg(x ORDER BY x), '{}')
-      FROM unnest(p_run_ids) x
-     WHERE NOT EXISTS (SELECT 1 FROM dwa.runs r JOIN dwa.steps s ON s.id = r.step_id
-                        WHERE r.run_id = x AND s.run_id = x AND s.status = 'running'
-                          AND s.lease_until >= now())
+    SELECT coalesce(array_agg(p.run_id ORDER BY p.run_id), '{}')
+      FROM unnest(p_step_ids, p_run_ids) p(step_id, run_id)
+     WHERE NOT EXISTS (SELECT 1 FROM dwa.steps s
+                        WHERE s.id = p.step_id AND s.run_id = p.run_id
+                          AND s.status = 'running' AND s.lease_until >= now())
 $$;
-COMMENT ON FUNCTION dwa._renew(integer, bigint[], interval) IS
-    'Extend a daemon''s leases; returns the run ids it lost';
+COMMENT ON FUNCTION dwa._renew(integer, bigint[], bigint[], interval, bigint[], bigint[]) IS
+    'Extend a daemon''s leases and its batches'', delete its batches done; returns the run ids it lost';
 
 -- _reap: requeue the runs of daemons whose session is gone and of leases
 -- that ran out, and hand their deliveries back to the outbox.  Any daemon
 -- may call it; it is safe to run concurrently.
+--
+-- Runs are in dwa.runs (a row each, read whole: few) and in dwad's batches
+-- (dwa.claims).  Of a batch of a dead daemon, every step still running
+-- under its run id is lost; of a batch whose lease ran out (its daemon
+-- stopped renewing it whole, say after an end of it could not be
+-- recorded), those whose own lease ran out too: the others its daemon
+-- still renews.  They end in task order, as every path that locks tasks.
+-- A batch row goes once none of its runs is in flight.
+--
+-- Sequential scans off: steps are looked up by primary key, deliveries in
+-- flight through their lease index, whatever the statistics say.  JIT off,
+-- as in dwa._claim: the cost of a plan with a disabled scan (in the
+-- functions it calls) would compile it, for seconds on a busy host.
+DROP FUNCTION IF EXISTS dwa._reap_batches(integer[]);
 CREATE OR REPLACE FUNCTION dwa._reap()
 RETURNS integer
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 DECLARE
     dead integer[];
+    v_rows bigint[];
     r record;
     n integer := 0;
     m integer;
@@ -814,17 +921,29 @@ BEGIN
     )
     SELECT coalesce(array_agg(w.id), '{}') INTO dead FROM dwa.workers w
      WHERE w.kind = 'daemon' AND w.id NOT IN (SELECT id FROM live);
-    -- dwa.runs holds a row per run in flight: small, read whole.
-    FOR r IN SELECT u.step_id AS id, u.run_id, u.worker_id, u.lease_until < now() AS expired
-               FROM dwa.runs u
-              WHERE u.lease_until < now() OR u.worker_id = ANY (dead)
-              ORDER BY u.task_id, u.step_id
+    v_rows := ARRAY(SELECT c.batch FROM dwa.claims c
+                     WHERE c.lease_until < now() OR c.worker_id = ANY (dead));
+    FOR r IN
+        WITH p AS MATERIALIZED (
+            SELECT x.step_id, x.run_id, c.worker_id, c.worker_id = ANY (dead) AS gone
+              FROM dwa.claims c, unnest(c.step_ids, c.run_ids) x(step_id, run_id)
+             WHERE c.batch = ANY (v_rows)
+        )
+        SELECT s.id, s.run_id, s.task_id, p.worker_id, NOT p.gone AS expired, true AS batched
+          FROM dwa.steps s JOIN p ON p.step_id = s.id AND p.run_id = s.run_id
+         WHERE s.id = ANY (ARRAY(SELECT p.step_id FROM p))
+           AND s.status = 'running' AND (p.gone OR s.lease_until < now())
+        UNION ALL
+        SELECT u.step_id, u.run_id, u.task_id, u.worker_id, u.lease_until < now(), false
+          FROM dwa.runs u
+         WHERE u.lease_until < now() OR u.worker_id = ANY (dead)
+        ORDER BY 3, 1
     LOOP
         IF dwa._finish_run(r.id, r.run_id, 'lost', NULL,
             CASE WHEN r.expired THEN 'lease expired: the worker stopped renewing it'
                  ELSE format('worker %s is gone', r.worker_id) END, NULL) THEN
             n := n + 1;
-        ELSE
+        ELSIF NOT r.batched THEN
             -- A row its step does not hold (the step moved on): drop it.
             DELETE FROM dwa.runs u
              WHERE u.run_id = r.run_id
@@ -833,6 +952,13 @@ BEGIN
                                   AND s.status = 'running');
         END IF;
     END LOOP;
+    IF cardinality(v_rows) > 0 THEN
+        DELETE FROM dwa.claims c
+         WHERE c.batch = ANY (v_rows)
+           AND NOT EXISTS (SELECT 1 FROM dwa.steps s
+                            WHERE s.id = ANY (c.step_ids) AND s.run_id = ANY (c.run_ids)
+                              AND s.status = 'running');
+    END IF;
     -- Deliveries in flight: the receiver may have got them (at least
     -- once); the attempt stays counted, and a delivery that used its
     -- last attempt this way is dead rather than retried for ever.
@@ -856,14 +982,12 @@ $$;
 COMMENT ON FUNCTION dwa._reap() IS
     'Requeue runs and deliveries of dead daemons and expired leases; returns how many runs';
 
--- stream: a running step's streamed event (a partial transcript, a frame):
--- stored in dwa.events and sent on NOTIFY dwa_events for UIs.
-CREATE OR REPLACE FUNCTION dwa.stream(p_run_id bigint, p_event text,
+-- _stream: dwa.stream of the run p_run_id of step p_step (NULL: look it
+-- up), as dwa._progress.
+CREATE OR REPLACE FUNCTION dwa._stream(p_step bigint, p_run_id bigint, p_event text,
     p_data jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
@@ -874,7 +998,7 @@ BEGIN
         PERFORM dwa._reject('event: must be a non-empty name', 'event');
     END IF;
     SELECT task_id, step_id INTO s FROM dwa.steps
-     WHERE id = (SELECT r.step_id FROM dwa.runs r WHERE r.run_id = p_run_id)
+     WHERE id = coalesce(p_step, dwa._run_step(p_run_id))
        AND run_id = p_run_id AND status = 'running';
     IF NOT FOUND THEN
         RETURN false;
@@ -892,6 +1016,20 @@ BEGIN
     PERFORM pg_notify('dwa_events', note);
     RETURN true;
 END
+$$;
+COMMENT ON FUNCTION dwa._stream(bigint, bigint, text, jsonb) IS
+    'dwa.stream of a run of a known step';
+
+-- stream: a running step's streamed event (a partial transcript, a frame):
+-- stored in dwa.events and sent on NOTIFY dwa_events for UIs.
+CREATE OR REPLACE FUNCTION dwa.stream(p_run_id bigint, p_event text,
+    p_data jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT dwa._stream(NULL, p_run_id, p_event, p_data)
 $$;
 COMMENT ON FUNCTION dwa.stream(bigint, text, jsonb) IS
     'Record a streamed event of a running step in dwa.events and NOTIFY dwa_events; false if the run no longer holds its step';

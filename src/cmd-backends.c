@@ -46,7 +46,7 @@
 	"  (extract(epoch FROM b.timeout) * 1000)::bigint AS ms, "	\
 	"  b.max_concurrency, coalesce(r.running, 0) AS running "	\
 	"  FROM dwa.backends b LEFT JOIN (SELECT s.backend, "		\
-	"    count(*) AS running FROM dwa.runs u "			\
+	"    count(*) AS running FROM dwa.running u "			\
 	"    JOIN dwa.steps s ON s.id = u.step_id "			\
 	"    WHERE s.run_id = u.run_id GROUP BY s.backend) r "		\
 	"  ON r.backend = b.name) x "

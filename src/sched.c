@@ -10,6 +10,12 @@
  * - Ends are reported in batches, one query per loop pass at most, and
  *   resent after a reconnect; a refused end (lease lost, task cancelled)
  *   changes nothing.
+ * - A claim's runs are recorded as one batch, a row of dwa.claims (unless
+ *   a limit is in force: then in dwa.runs).  The row lives until every
+ *   end of the batch is committed and accepted; the next claim or renewal
+ *   deletes it.  A batch one of whose runs went without such an end (lost,
+ *   cancelled, its end refused or dropped) is abandoned: no longer
+ *   renewed, its row expires and the reaper ends what still runs of it.
  * - Claims happen after a wake-up (NOTIFY), after ends were recorded (they
  *   may have released dependents), when the last claim came back full, and
  *   at least every poll interval.  NOTIFY is only a hint.
@@ -44,8 +50,18 @@
 /* Mark the tasks of runs still going this long after their claim. */
 #define SCHED_MARK_MS	20
 
+/* A claim's runs recorded as one row of dwa.claims. */
+struct batch {
+	int64_t			 key;		/* dwa.claims.batch */
+	int			 left;		/* runs without a committed end */
+	int			 abandoned;	/* a run went without one */
+	TAILQ_ENTRY(batch)	 entry;
+};
+TAILQ_HEAD(batches, batch);
+
 struct run {
 	struct sched		*sched;
+	struct batch		*batch;		/* NULL: recorded in dwa.runs */
 	int64_t			 id;		/* dwa.steps.id */
 	int64_t			 run_id;
 	int64_t			 task_id;
@@ -90,6 +106,10 @@ struct sched {
 
 	struct runs		 runs;
 	int			 nruns;
+	struct batches		 batches;	/* with runs not yet settled */
+	int64_t			*done;		/* batches settled, rows to delete */
+	size_t			 ndone;
+	size_t			 done_cap;
 
 	int			 want_claim;
 	int			 claiming;	/* claims in flight */
@@ -176,6 +196,108 @@ sched_ends_db(struct sched *s)
 	return (lane_db(&s->lanes[0]));
 }
 
+/* A PostgreSQL array literal of ids, built up one id at a time. */
+struct idlist {
+	char	*s;
+	size_t	 len;
+	size_t	 cap;
+};
+
+static void
+idlist_init(struct idlist *l)
+{
+	l->cap = 64;
+	l->s = xmalloc(l->cap);
+	l->s[0] = '{';
+	l->len = 1;
+}
+
+static void
+idlist_add(struct idlist *l, int64_t id)
+{
+	if (l->cap - l->len < 24) {
+		l->cap *= 2;
+		l->s = xrealloc(l->s, l->cap);
+	}
+	l->len += snprintf(l->s + l->len, l->cap - l->len, "%s%" PRId64,
+	    l->len > 1 ? "," : "", id);
+}
+
+/* Close the literal; the caller frees the string. */
+static char *
+idlist_end(struct idlist *l)
+{
+	if (l->cap - l->len < 2)
+		l->s = xrealloc(l->s, l->cap + 2);
+	l->s[l->len++] = '}';
+	l->s[l->len] = '\0';
+	return (l->s);
+}
+
+/* Whether id (of length len) is an element of the array literal list. */
+static int
+id_in_list(const char *list, const char *id, size_t len)
+{
+	const char	*p;
+
+	for (p = list; (p = strstr(p, id)) != NULL; p += len) {
+		if ((p[-1] == '{' || p[-1] == ',') &&
+		    (p[len] == ',' || p[len] == '}'))
+			return (1);
+	}
+	return (0);
+}
+
+/* One run of a batch is settled: its end committed, or abandoned. */
+static void
+batch_release(struct sched *s, struct batch *b, int abandoned)
+{
+	if (abandoned)
+		b->abandoned = 1;
+	if (--b->left > 0)
+		return;
+	if (!b->abandoned) {
+		if (s->ndone == s->done_cap) {
+			s->done_cap = s->done_cap == 0 ? 16 : s->done_cap * 2;
+			s->done = xreallocarray(s->done, s->done_cap,
+			    sizeof *s->done);
+		}
+		s->done[s->ndone++] = b->key;
+	}
+	TAILQ_REMOVE(&s->batches, b, entry);
+	free(b);
+}
+
+/* The batch of a recorded end, by its key. */
+static struct batch *
+batch_find(struct sched *s, int64_t key)
+{
+	struct batch	*b;
+
+	TAILQ_FOREACH(b, &s->batches, entry) {
+		if (b->key == key)
+			return (b);
+	}
+	return (NULL);
+}
+
+/*
+ * The batch of an end sent in a batch of ends is settled: accepted, or
+ * abandoned (refused or dropped).
+ */
+static void
+batch_end(struct sched *s, json_t *end, int abandoned)
+{
+	json_t		*key;
+	struct batch	*b;
+
+	key = json_object_get(end, "batch");
+	if (key == NULL)
+		return;
+	if ((b = batch_find(s, json_integer_value(key))) != NULL)
+		batch_release(s, b, abandoned);
+}
+
 static void
 run_log(int level, struct run *run, const char *fmt, ...)
 {
@@ -201,6 +323,9 @@ run_free(struct run *run)
 
 	TAILQ_REMOVE(&s->runs, run, entry);
 	s->nruns--;
+	/* Gone without an end: its batch is left to the reaper. */
+	if (run->batch != NULL)
+		batch_release(s, run->batch, 1);
 	executor_run_abort(run->exec);
 	executor_exec_abort(run->proc);
 	executor_net_abort(run->net);
@@ -244,6 +369,12 @@ run_end(struct run *run, enum exec_outcome outcome, json_t *output,
 	if (retry_after_ms >= 0)
 		json_object_set_new(end, "retryAfterMs",
 		    json_integer(retry_after_ms));
+	/* Its batch is settled when the end is committed. */
+	if (run->batch != NULL) {
+		json_object_set_new(end, "batch",
+		    json_integer(run->batch->key));
+		run->batch = NULL;
+	}
 	json_array_append_new(sched_lane(s, run->task_id)->pending, end);
 	if (outcome == EXEC_OK)
 		run_log(LOG_INFO, run, "succeeded in %" PRId64 " ms",
@@ -287,15 +418,17 @@ static void
 run_progress(void *arg, int progress)
 {
 	struct run	*run = arg;
-	char		 id[32], pct[16];
-	const char	*params[2];
+	char		 step[32], id[32], pct[16];
+	const char	*params[3];
 
+	snprintf(step, sizeof step, "%" PRId64, run->id);
 	snprintf(id, sizeof id, "%" PRId64, run->run_id);
 	snprintf(pct, sizeof pct, "%d", progress);
-	params[0] = id;
-	params[1] = pct;
-	db_query(run_db(run), "SELECT dwa.progress($1::bigint, "
-	    "$2::numeric)", 2, params, NULL, NULL);
+	params[0] = step;
+	params[1] = id;
+	params[2] = pct;
+	db_query(run_db(run), "SELECT dwa._progress($1::bigint, $2::bigint, "
+	    "$3::numeric)", 3, params, NULL, NULL);
 }
 
 /* A program streamed an event: record it for UIs (fire and forget). */
@@ -303,17 +436,19 @@ static void
 run_event(void *arg, const char *event, json_t *data)
 {
 	struct run	*run = arg;
-	char		 id[32], *body;
-	const char	*params[3];
+	char		 step[32], id[32], *body;
+	const char	*params[4];
 
+	snprintf(step, sizeof step, "%" PRId64, run->id);
 	snprintf(id, sizeof id, "%" PRId64, run->run_id);
 	body = data != NULL ? json_dumps(data, EXEC_JSON_FLAGS) :
 	    NULL;
-	params[0] = id;
-	params[1] = event;
-	params[2] = body;
-	db_query(run_db(run), "SELECT dwa.stream($1::bigint, $2, "
-	    "$3::jsonb)", 3, params, NULL, NULL);
+	params[0] = step;
+	params[1] = id;
+	params[2] = event;
+	params[3] = body;
+	db_query(run_db(run), "SELECT dwa._stream($1::bigint, $2::bigint, $3, "
+	    "$4::jsonb)", 4, params, NULL, NULL);
 	free(body);
 }
 
@@ -452,9 +587,9 @@ run_arm_timeout(struct sched *s, struct run *run, PGresult *res, int row)
 	evtimer_add(run->timeout, &tv);
 }
 
-/* Start one claimed row. */
+/* Start one claimed row, of batch b (NULL: recorded in dwa.runs). */
 static void
-run_start(struct sched *s, PGresult *res, int row)
+run_start(struct sched *s, PGresult *res, int row, struct batch *b)
 {
 	struct run	*run;
 	json_t		*input;
@@ -466,6 +601,7 @@ run_start(struct sched *s, PGresult *res, int row)
 
 	run = xcalloc(1, sizeof *run);
 	run->sched = s;
+	run->batch = b;
 	run->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
 	run->run_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
 	run->task_id = strtoll(PQgetvalue(res, row, 2), NULL, 10);
@@ -558,6 +694,7 @@ static void
 sched_claim_cb(PGresult *res, const char *error, void *arg)
 {
 	struct sched	*s = arg;
+	struct batch	*b = NULL;
 	struct timeval	 tv;
 	int64_t		 hold_ms;
 	int		 i, n, started = 0;
@@ -569,6 +706,17 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 		return;
 	}
 	n = PQntuples(res);
+	/* The runs recorded as a batch: its key on each row. */
+	for (i = 0; i < n; i++) {
+		if (PQgetisnull(res, i, 1) || PQgetisnull(res, i, 11))
+			continue;
+		if (b == NULL) {
+			b = xcalloc(1, sizeof *b);
+			b->key = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+			TAILQ_INSERT_TAIL(&s->batches, b, entry);
+		}
+		b->left++;
+	}
 	for (i = 0; i < n; i++) {
 		if (PQgetisnull(res, i, 1)) {
 			/*
@@ -583,7 +731,7 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 			    hold_ms);
 			continue;
 		}
-		run_start(s, res, i);
+		run_start(s, res, i, PQgetisnull(res, i, 11) ? NULL : b);
 		started++;
 	}
 	log_debug("claimed %d", started);
@@ -601,12 +749,30 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 		sched_claim_group(s, s->claim_next);
 }
 
+/*
+ * The batches settled since the last claim or renewal, as a PostgreSQL
+ * array literal (the caller frees it), forgotten here: their rows go with
+ * the statement that carries them, or, should it fail, with the reaper.
+ */
+static char *
+sched_done_ids(struct sched *s)
+{
+	struct idlist	l;
+	size_t		i;
+
+	idlist_init(&l);
+	for (i = 0; i < s->ndone; i++)
+		idlist_add(&l, s->done[i]);
+	s->ndone = 0;
+	return (idlist_end(&l));
+}
+
 /* Claim up to n steps of the types in types (a PostgreSQL array). */
 static void
 sched_claim(struct sched *s, const char *types, int n)
 {
-	char		 worker[16], count[16], lease[32];
-	const char	*params[5];
+	char		 worker[16], count[16], lease[32], *done;
+	const char	*params[6];
 
 	snprintf(worker, sizeof worker, "%d", s->worker_id);
 	snprintf(count, sizeof count, "%d", n);
@@ -617,16 +783,18 @@ sched_claim(struct sched *s, const char *types, int n)
 	params[2] = count;
 	params[3] = lease;
 	params[4] = s->cfg.queues;	/* NULL: any queue */
+	params[5] = done = sched_done_ids(s);
 	/* Prepared: no parsing or planning of it between a wake-up and a run. */
 	if (db_query_prepared(s->db, "dwa_claim", "SELECT id, run_id, task_id, "
 	    "step_id, item_index, task, input, attempt, timeout_ms, hold_ms, "
-	    "backend FROM dwa._claim_async($1::integer, $2::text[], "
-	    "$3::integer, $4::interval, $5::text[])", 5, params,
+	    "backend, batch FROM dwa._claim_async($1::integer, $2::text[], "
+	    "$3::integer, $4::interval, $5::text[], $6::bigint[])", 6, params,
 	    sched_claim_cb, s) == 0) {
 		s->claiming++;
 		/* A claim is a look: the next poll is due an interval later. */
 		sched_poll_arm(s);
 	}
+	free(done);
 }
 
 /* Runs of this daemon whose type matches a --type-limit pattern. */
@@ -734,6 +902,10 @@ static void
 lane_finish_cb(PGresult *res, const char *error, void *arg)
 {
 	struct lane	*l = arg;
+	json_t		*end;
+	const char	*refused;
+	char		 key[32];
+	size_t		 i, len;
 
 	if (res == NULL) {
 		if (!db_is_up(l->used)) {
@@ -744,15 +916,25 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 		} else {
 			log_error("recording %zu run ends failed: %s",
 			    json_array_size(l->finishing), error);
+			json_array_foreach(l->finishing, i, end)
+				batch_end(l->sched, end, 1);
 			json_decref(l->finishing);
 		}
 		l->finishing = NULL;
 		return;
 	}
 	/* A PostgreSQL array of the run ids whose ends were refused. */
-	if (strcmp(PQgetvalue(res, 0, 0), "{}") != 0)
+	refused = PQgetvalue(res, 0, 0);
+	if (strcmp(refused, "{}") != 0)
 		log_info("ends refused (lease lost or task cancelled): runs %s",
-		    PQgetvalue(res, 0, 0));
+		    refused);
+	json_array_foreach(l->finishing, i, end) {
+		/* Is ",run," in ",refused,"?  (Refusals are rare.) */
+		len = (size_t)snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(json_object_get(end, "run")));
+		batch_end(l->sched, end, strcmp(refused, "{}") != 0 &&
+		    id_in_list(refused, key, len));
+	}
 	json_decref(l->finishing);
 	l->finishing = NULL;
 	/* Dependents may have become ready. */
@@ -809,66 +991,53 @@ sched_finish(struct sched *s)
 	}
 }
 
-/* A PostgreSQL array literal of ids, built up one id at a time. */
-struct idlist {
-	char	*s;
-	size_t	 len;
-	size_t	 cap;
-};
-
+/*
+ * The runs this daemon answers for, running or with an end not yet
+ * recorded: their step ids and run ids, pair by pair, as two array
+ * literals (the caller frees them).
+ */
 static void
-idlist_init(struct idlist *l)
+sched_held_ids(struct sched *s, char **steps, char **runs)
 {
-	l->cap = 64;
-	l->s = xmalloc(l->cap);
-	l->s[0] = '{';
-	l->len = 1;
-}
-
-static void
-idlist_add(struct idlist *l, int64_t id)
-{
-	if (l->cap - l->len < 24) {
-		l->cap *= 2;
-		l->s = xrealloc(l->s, l->cap);
-	}
-	l->len += snprintf(l->s + l->len, l->cap - l->len, "%s%" PRId64,
-	    l->len > 1 ? "," : "", id);
-}
-
-/* Close the literal; the caller frees the string. */
-static char *
-idlist_end(struct idlist *l)
-{
-	if (l->cap - l->len < 2)
-		l->s = xrealloc(l->s, l->cap + 2);
-	l->s[l->len++] = '}';
-	l->s[l->len] = '\0';
-	return (l->s);
-}
-
-/* Run ids this daemon answers for: running and not yet recorded. */
-static char *
-sched_held_ids(struct sched *s)
-{
-	struct idlist	 l;
+	struct idlist	 ls, lr;
 	struct lane	*ln;
 	struct run	*run;
-	json_t		*v;
+	json_t		*v, *ends;
 	size_t		 i;
+	int		 k;
+
+	idlist_init(&ls);
+	idlist_init(&lr);
+	TAILQ_FOREACH(run, &s->runs, entry) {
+		idlist_add(&ls, run->id);
+		idlist_add(&lr, run->run_id);
+	}
+	for (ln = s->lanes; ln < s->lanes + SCHED_LANES; ln++) {
+		for (k = 0; k < 2; k++) {
+			ends = k == 0 ? ln->pending : ln->finishing;
+			json_array_foreach(ends, i, v) {
+				idlist_add(&ls, json_integer_value(
+				    json_object_get(v, "id")));
+				idlist_add(&lr, json_integer_value(
+				    json_object_get(v, "run")));
+			}
+		}
+	}
+	*steps = idlist_end(&ls);
+	*runs = idlist_end(&lr);
+}
+
+/* The batches held whole: not settled, none of their runs gone without an end. */
+static char *
+sched_live_batches(struct sched *s)
+{
+	struct idlist	 l;
+	struct batch	*b;
 
 	idlist_init(&l);
-	TAILQ_FOREACH(run, &s->runs, entry)
-		idlist_add(&l, run->run_id);
-	for (ln = s->lanes; ln < s->lanes + SCHED_LANES; ln++) {
-		json_array_foreach(ln->pending, i, v)
-			idlist_add(&l, json_integer_value(json_object_get(v,
-			    "run")));
-		if (ln->finishing == NULL)
-			continue;
-		json_array_foreach(ln->finishing, i, v)
-			idlist_add(&l, json_integer_value(json_object_get(v,
-			    "run")));
+	TAILQ_FOREACH(b, &s->batches, entry) {
+		if (!b->abandoned)
+			idlist_add(&l, b->key);
 	}
 	return (idlist_end(&l));
 }
@@ -962,31 +1131,41 @@ sched_renew_cb(PGresult *res, const char *error, void *arg)
 static void
 sched_renew(struct sched *s)
 {
-	char		 worker[16], lease[32], *ids;
-	const char	*params[3];
+	char		 worker[16], lease[32], *steps, *runs, *live, *done;
+	const char	*params[6];
 
 	if (s->worker_id == 0 || s->renewing)
 		return;
-	ids = sched_held_ids(s);
-	if (strcmp(ids, "{}") == 0) {
-		free(ids);
+	sched_held_ids(s, &steps, &runs);
+	if (strcmp(runs, "{}") == 0 && s->ndone == 0) {
+		free(steps);
+		free(runs);
 		return;
 	}
+	live = sched_live_batches(s);
+	done = sched_done_ids(s);
 	snprintf(worker, sizeof worker, "%d", s->worker_id);
 	snprintf(lease, sizeof lease, "%" PRId64 " milliseconds",
 	    s->cfg.lease_ms);
 	params[0] = worker;
-	params[1] = ids;
-	params[2] = lease;
+	params[1] = steps;
+	params[2] = runs;
+	params[3] = lease;
+	params[4] = live;
+	params[5] = done;
 	/*
 	 * On the connection of the ends: a renewal and a batch of ends of the
 	 * same runs, on two connections, could each hold a row the other
 	 * waits for.
 	 */
 	if (db_query(sched_ends_db(s), "SELECT dwa._renew($1::integer, "
-	    "$2::bigint[], $3::interval)", 3, params, sched_renew_cb, s) == 0)
+	    "$2::bigint[], $3::bigint[], $4::interval, $5::bigint[], "
+	    "$6::bigint[])", 6, params, sched_renew_cb, s) == 0)
 		s->renewing = 1;
-	free(ids);
+	free(steps);
+	free(runs);
+	free(live);
+	free(done);
 }
 
 static void
@@ -1448,6 +1627,7 @@ sched_create(struct event_base *base, struct db *db,
 	s->cfg = *cfg;
 	s->cfg.name = xstrdup(cfg->name);
 	TAILQ_INIT(&s->runs);
+	TAILQ_INIT(&s->batches);
 	for (int i = 0; i < SCHED_LANES; i++) {
 		s->lanes[i].sched = s;
 		s->lanes[i].pending = json_array();
@@ -1513,11 +1693,17 @@ void
 sched_free(struct sched *s)
 {
 	struct run	*run;
+	struct batch	*b;
 
 	if (s == NULL)
 		return;
 	while ((run = TAILQ_FIRST(&s->runs)) != NULL)
 		run_free(run);
+	while ((b = TAILQ_FIRST(&s->batches)) != NULL) {
+		TAILQ_REMOVE(&s->batches, b, entry);
+		free(b);
+	}
+	free(s->done);
 	for (int i = 0; i < SCHED_LANES; i++) {
 		json_decref(s->lanes[i].pending);
 		json_decref(s->lanes[i].finishing);

@@ -4,7 +4,7 @@
 # long before the 30 s lease ends) and finishes the task without running
 # the finished steps again.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 8
+plan 10
 
 db_setup
 dwad_start d1 || bail "dwad d1 did not start"
@@ -15,6 +15,10 @@ id=$(submit '{"type": "pipeline", "steps": [
     {"id": "last", "task": "echo", "input": {"done": "{{steps.long.ms}}"}}
   ]}')
 wait_until 10 step_is "$id" long running || bail "step long never started"
+d1=$(sql "SELECT id FROM dwa.workers WHERE name = 'd1'")
+is "$(sql "SELECT count(*) FROM dwa.claims c JOIN dwa.steps s ON s.run_id = ANY (c.run_ids)
+            WHERE s.task_id = $id AND s.step_id = 'long' AND c.worker_id = $d1")" 1 \
+	"the running step's run is in a claim batch of d1"
 kill -KILL "$(dwad_pid d1)"
 killed_at=$(sql "SELECT clock_timestamp()")
 dwad_start d2 --reap 200ms || bail "dwad d2 did not start"
@@ -31,6 +35,7 @@ is "$(sql "SELECT attempt FROM dwa.steps WHERE task_id = $id AND step_id = 'last
 	"the last step ran once"
 is "$(sql "SELECT result ->> 'done' FROM dwa.tasks WHERE id = $id")" 2500 "with the right input"
 is "$(sql "SELECT count(*) FROM dwa.workers WHERE name = 'd1'")" 0 "the dead daemon is unregistered"
+is "$(sql "SELECT count(*) FROM dwa.claims WHERE worker_id = $d1")" 0 "and its batch rows are gone"
 log_contains d2 "requeued 1 run"
 ok $? "d2 logged the requeue"
 diag "killed at $killed_at"

@@ -1,6 +1,6 @@
 -- faults.sql: what would be wrong between dwa.steps and the tables that
--- index it (dwa.ready, dwa.runs, the forEach cursors): one line a fault,
--- none when all agree.  The harness runs it after each test.
+-- index it (dwa.ready, dwa.runs, dwa.claims, the forEach cursors): one
+-- line a fault, none when all agree.  The harness runs it after each test.
 SELECT format('step %s is ready without a ready row', s.id)
   FROM dwa.steps s
  WHERE s.status = 'ready' AND NOT EXISTS (SELECT 1 FROM dwa.ready r WHERE r.step_id = s.id)
@@ -22,6 +22,18 @@ SELECT format('step %s runs %s without a runs row', s.id, s.run_id)
   FROM dwa.steps s
  WHERE s.status = 'running' AND NOT (s.item_index IS NULL AND s.fe_total IS NOT NULL)
    AND NOT EXISTS (SELECT 1 FROM dwa.runs u WHERE u.run_id = s.run_id AND u.step_id = s.id)
+   AND NOT EXISTS (SELECT 1 FROM dwa.claims c, unnest(c.step_ids, c.run_ids) x(step_id, run_id)
+                    WHERE x.run_id = s.run_id AND x.step_id = s.id)
+UNION ALL
+SELECT format('run %s of step %s is in dwa.runs and in batch %s', u.run_id, u.step_id, c.batch)
+  FROM dwa.runs u
+  JOIN dwa.claims c ON c.run_ids @> ARRAY[u.run_id]
+UNION ALL
+SELECT format('batch %s: %s steps, %s run ids, the first %s', c.batch, cardinality(c.step_ids),
+              cardinality(c.run_ids), c.run_ids[1])
+  FROM dwa.claims c
+ WHERE cardinality(c.step_ids) IS DISTINCT FROM cardinality(c.run_ids)
+    OR c.run_ids[1] IS DISTINCT FROM c.batch
 UNION ALL
 SELECT format('runs row %s of step %s, which is %s', u.run_id, u.step_id,
               coalesce(s.status || ' (run ' || s.run_id || ')', 'gone'))

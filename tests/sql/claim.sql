@@ -318,7 +318,7 @@ SELECT results_eq($$SELECT b.g, s.status, s.output FROM batch b JOIN dwa.steps s
 INSERT INTO ids SELECT 'async', dwa.submit('{"type": "cl.async"}'::jsonb);
 SELECT is(dblink_connect('sc', pg_temp.connstr()), 'OK', 'session C connected');
 SELECT results_eq($$SELECT * FROM dblink('sc', $q$
-    SELECT (SELECT count(*) FROM dwa._claim_async(1, ARRAY['cl.async'], 5, '30 seconds', NULL)
+    SELECT (SELECT count(*) FROM dwa._claim_async(1, ARRAY['cl.async'], 5, '30 seconds', NULL, NULL)
              WHERE run_id IS NOT NULL),
            current_setting('synchronous_commit')$q$) AS t(n bigint, sc text)$$,
     $$VALUES (1::bigint, 'off'::text)$$,

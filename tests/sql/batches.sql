@@ -1,0 +1,188 @@
+-- batches.sql: dwad's claims recorded a batch to a row (dwa.claims): the
+-- row a claim writes, reports by run id, ends, renewals, rows deleted when
+-- done, caps counting batch runs, and the reaper on dead daemons and on
+-- batches no longer renewed.
+--
+-- No enclosing transaction: leases expire against the clock, and a live
+-- daemon holds its advisory lock in a session of its own (dblink).
+CREATE EXTENSION IF NOT EXISTS dblink;
+SET statement_timeout = '60s';
+SET lock_timeout = '10s';
+SELECT plan(48);
+
+INSERT INTO dwa.task_types (name, executor)
+SELECT 'ba.' || n, 'worker'
+  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half']) n;
+
+CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
+    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
+        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
+$$;
+CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
+CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT id FROM ids WHERE name = p_name
+$$;
+-- ends: _finish_batch's argument for the runs of a claim, all succeeded.
+CREATE FUNCTION pg_temp.ends(p_runs regclass, p_with_batch boolean) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    EXECUTE format($q$SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('id', id,
+                'run', run_id, 'outcome', 'ok', 'output', '{}'::jsonb,
+                'batch', CASE WHEN %L THEN batch END)) ORDER BY run_id)
+                FROM %s WHERE run_id IS NOT NULL$q$, p_with_batch, p_runs) INTO v;
+    RETURN v;
+END
+$$;
+
+SELECT is(dblink_connect('d', pg_temp.connstr()), 'OK', 'the daemon''s session connected');
+INSERT INTO ids
+SELECT 'live', id FROM dblink('d', $$SELECT dwa._register('daemon-live', 'h', 1, 'test', 8)$$)
+    AS t(id integer);
+WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-dead', 'daemon', 'h', 2)
+           RETURNING id)
+INSERT INTO ids SELECT 'dead', id FROM w;
+
+-- ---------------------------------------------------------------------
+-- A claim of dwad's: one row in dwa.claims, none in dwa.runs.
+
+INSERT INTO ids SELECT 'one' || g, dwa.submit('{"type": "ba.one"}'::jsonb) FROM generate_series(1, 3) g;
+CREATE TEMP TABLE b1 AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.one'], 5, '1 hour', NULL, NULL);
+SELECT is((SELECT count(*) FROM b1), 3::bigint, 'the claim takes the three steps');
+SELECT is((SELECT count(DISTINCT batch) FROM b1), 1::bigint, 'all three are of one batch');
+SELECT is((SELECT min(batch) FROM b1), (SELECT min(run_id) FROM b1),
+    'keyed by its first run id');
+SELECT results_eq(
+    $$SELECT c.batch, c.worker_id, c.step_ids, c.run_ids, c.lease_until > now() + interval '59 minutes'
+        FROM dwa.claims c$$,
+    $$SELECT min(batch), pg_temp.id('live')::integer, array_agg(id ORDER BY run_id),
+             array_agg(run_id ORDER BY run_id), true FROM b1$$,
+    'dwa.claims holds the batch: worker, steps and run ids pair by pair, the lease');
+SELECT is((SELECT count(*) FROM dwa.runs), 0::bigint, 'dwa.runs holds none of them');
+SELECT results_eq($$SELECT run_id, step_id, batch FROM dwa.running ORDER BY run_id$$,
+    $$SELECT run_id, id, batch FROM b1 ORDER BY run_id$$,
+    'dwa.running shows the three runs, with their batch');
+
+-- Reports by run id find the step through the batch; dwad names it.
+SELECT is(dwa.progress((SELECT min(run_id) FROM b1), 40), true,
+    'dwa.progress by run id finds a batch''s run');
+SELECT is(dwa._progress((SELECT id FROM b1 ORDER BY run_id LIMIT 1), (SELECT min(run_id) FROM b1), 60),
+    true, 'dwa._progress takes the step id too');
+SELECT is(dwa.stream((SELECT min(run_id) FROM b1), 'partial', '{"n": 1}'), true,
+    'dwa.stream by run id finds it too');
+SELECT is((SELECT progress FROM dwa.steps WHERE id = (SELECT id FROM b1 ORDER BY run_id LIMIT 1)), 60,
+    'the step''s progress is recorded');
+SELECT is(dwa.progress(-1, 10), false, 'an unknown run id reports nothing');
+
+-- Two ends recorded; the third run still goes.
+CREATE TEMP TABLE b1a AS SELECT * FROM b1 ORDER BY run_id LIMIT 2;
+CREATE TEMP TABLE b1b AS SELECT * FROM b1 ORDER BY run_id OFFSET 2;
+SELECT is(dwa._finish_batch(pg_temp.ends('b1a', true)), '{}'::bigint[],
+    '_finish_batch records the ends of two runs of the batch');
+SELECT results_eq($$SELECT t.status FROM b1 JOIN dwa.tasks t ON t.id = b1.task_id ORDER BY b1.run_id$$,
+    $$VALUES ('completed'::text), ('completed'), ('queued')$$,
+    'their tasks completed');
+SELECT is((SELECT count(*) FROM dwa.running), 1::bigint, 'dwa.running shows the one left');
+
+-- Renewal: the batch's lease, and a run that no longer holds its step is lost.
+UPDATE dwa.claims SET lease_until = now() + interval '1 minute';
+SELECT is(dwa._renew(pg_temp.id('live')::integer,
+        ARRAY(SELECT id FROM b1 ORDER BY run_id), ARRAY(SELECT run_id FROM b1 ORDER BY run_id),
+        '1 hour', ARRAY(SELECT DISTINCT batch FROM b1), '{}'),
+    ARRAY(SELECT run_id FROM b1 ORDER BY run_id LIMIT 2),
+    '_renew returns the runs whose ends are recorded as no longer held');
+SELECT ok((SELECT lease_until > now() + interval '59 minutes' FROM dwa.claims),
+    '_renew extends the lease of a batch it holds whole');
+SELECT is(dwa._finish_batch(pg_temp.ends('b1b', true)), '{}'::bigint[],
+    'the third end is recorded');
+SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the row stays until dwad says the batch is done');
+
+-- Done: only the batch's own daemon deletes its row.
+SELECT is((SELECT count(*) FROM dwa._claim_async(pg_temp.id('dead')::integer, ARRAY['ba.none'], 1,
+        '1 hour', NULL, ARRAY(SELECT DISTINCT batch FROM b1))), 0::bigint,
+    'another daemon''s claim naming the batch done');
+SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, '... deletes nothing');
+SELECT is((SELECT count(*) FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.none'], 1,
+        '1 hour', NULL, ARRAY(SELECT DISTINCT batch FROM b1))), 0::bigint,
+    'its own daemon''s next claim names it done');
+SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, '... and the row is gone');
+
+-- ---------------------------------------------------------------------
+-- Under a limit the runs go to dwa.runs, and caps count batch runs.
+
+DO $$ BEGIN PERFORM dwa.limit_set('type:ba.lim', 10); END $$;
+INSERT INTO ids SELECT 'lim', dwa.submit('{"type": "ba.lim"}'::jsonb);
+CREATE TEMP TABLE bl AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.lim'], 5, '1 hour', NULL, NULL);
+SELECT results_eq($$SELECT count(*), count(batch) FROM bl$$, $$VALUES (1::bigint, 0::bigint)$$,
+    'a claim under a limit returns no batch');
+SELECT is((SELECT count(*) FROM dwa.runs WHERE run_id IN (SELECT run_id FROM bl)), 1::bigint,
+    'its run is in dwa.runs');
+SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, 'and no batch row is written');
+SELECT is(dwa._finish_batch(pg_temp.ends('bl', false)), '{}'::bigint[], 'its end is recorded');
+SELECT is((SELECT count(*) FROM dwa.runs), 0::bigint, 'and its dwa.runs row is gone');
+DO $$ BEGIN PERFORM dwa.limit_delete('type:ba.lim'); END $$;
+
+INSERT INTO ids SELECT 'cap' || g, dwa.submit('{"type": "ba.cap"}'::jsonb) FROM generate_series(1, 5) g;
+CREATE TEMP TABLE bc1 AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.cap'], 2, '1 hour', NULL, NULL);
+SELECT is((SELECT count(batch) FROM bc1), 2::bigint, 'two runs claimed as a batch, no limit in force');
+DO $$ BEGIN PERFORM dwa.limit_set('type:ba.cap', 3); END $$;
+SELECT is((SELECT running FROM dwa.limit_stats WHERE key = 'type:ba.cap'), 2::bigint,
+    'a cap set meanwhile: dwa.limit_stats counts the batch''s runs');
+CREATE TEMP TABLE bc2 AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.cap'], 5, '1 hour', NULL, NULL);
+SELECT is((SELECT count(*) FROM bc2 WHERE run_id IS NOT NULL), 1::bigint,
+    'a claim under the cap of 3 takes one more, counting the batch''s two');
+SELECT is((SELECT count(*) FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.cap'], 5,
+        '1 hour', NULL, NULL) WHERE run_id IS NOT NULL), 0::bigint, 'and the next none');
+SELECT is(dwa._finish_batch(pg_temp.ends('bc1', true) || pg_temp.ends('bc2', false)), '{}'::bigint[],
+    'their ends are recorded');
+DO $$ BEGIN PERFORM dwa.limit_delete('type:ba.cap'); END $$;
+DELETE FROM dwa.claims;
+
+-- ---------------------------------------------------------------------
+-- The reaper: a dead daemon's batch.
+
+INSERT INTO ids SELECT 'dead' || g, dwa.submit('{"type": "ba.dead"}'::jsonb) FROM generate_series(1, 2) g;
+CREATE TEMP TABLE bd AS
+SELECT * FROM dwa._claim_async(pg_temp.id('dead')::integer, ARRAY['ba.dead'], 5, '1 hour', NULL, NULL);
+SELECT is(dwa._reap(), 2, '_reap requeues the two runs of the dead daemon''s batch');
+SELECT results_eq($$SELECT status, attempt, error FROM dwa.steps WHERE id IN (SELECT id FROM bd)$$,
+    format($$VALUES ('ready'::text, 1, 'worker %1$s is gone'::text), ('ready', 1, 'worker %1$s is gone')$$,
+        pg_temp.id('dead')),
+    'its steps are ready again, attempts kept');
+SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, 'and its batch row is gone');
+SELECT is(dwa._finish_batch(pg_temp.ends('bd', true)), ARRAY(SELECT run_id FROM bd ORDER BY run_id),
+    'ends of its runs are refused');
+
+-- A batch no longer renewed whole (an end of it could not be recorded):
+-- of its two runs, the one still renewed keeps going.
+INSERT INTO ids SELECT 'exp' || g, dwa.submit('{"type": "ba.exp"}'::jsonb) FROM generate_series(1, 2) g;
+CREATE TEMP TABLE be AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.exp'], 5, '1 second', NULL, NULL);
+CREATE TEMP TABLE be_kept AS SELECT * FROM be ORDER BY run_id LIMIT 1;
+SELECT is(dwa._renew(pg_temp.id('live')::integer, ARRAY(SELECT id FROM be_kept),
+        ARRAY(SELECT run_id FROM be_kept), '1 hour', '{}', '{}'), '{}'::bigint[],
+    '_renew of one run of the batch, the batch not held whole');
+SELECT ok((SELECT lease_until < now() + interval '2 seconds' FROM dwa.claims),
+    'the batch''s lease is not extended');
+DO $$ BEGIN PERFORM pg_sleep(1.1); END $$;
+SELECT is(dwa._renew(pg_temp.id('live')::integer, '{}', '{}', '1 hour',
+        ARRAY(SELECT DISTINCT batch FROM be), '{}'), '{}'::bigint[],
+    '_renew naming the batch once its lease ran out');
+SELECT ok((SELECT lease_until < now() FROM dwa.claims), '... does not revive it');
+SELECT is(dwa._reap(), 1, '_reap requeues the run whose lease ran out');
+SELECT results_eq($$SELECT s.status, s.error FROM dwa.steps s JOIN be ON be.id = s.id ORDER BY be.run_id$$,
+    $$VALUES ('running'::text, NULL::text), ('ready', 'lease expired: the worker stopped renewing it')$$,
+    'the renewed one keeps running; the other is ready again');
+SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the batch row stays while a run of it goes on');
+SELECT is(dwa._finish_batch(pg_temp.ends('be_kept', true)), '{}'::bigint[],
+    'the renewed run''s end is recorded');
+SELECT is(dwa._reap(), 0, 'the next _reap has nothing to requeue');
+SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, '... and deletes the batch row');
+
+SELECT is(dblink_disconnect('d'), 'OK', 'the daemon''s session ends');
+SELECT * FROM finish();
