@@ -494,8 +494,7 @@ COMMENT ON FUNCTION dwa.fail(bigint, text, boolean, interval) IS
     'Record a run''s failure; false, changing nothing, if its lease was lost or its task cancelled';
 
 -- _finish_batch: dwad's completion path: many runs in one transaction.
--- p_runs is an array of {id, run, outcome, output, error, retryAfterMs,
--- batch}; batch, the run's claim batch in dwa.claims, when it has one.
+-- p_runs is an array of {id, run, outcome, output, error, retryAfterMs}.
 --
 -- Task rows are locked first, in id order, as every path that changes a
 -- task does, so concurrent batches and cancels cannot deadlock.  The common
@@ -531,7 +530,6 @@ DECLARE
     st text;
     left_n integer;
     v_parent bigint;
-    v_runs bigint[];        -- the rows of dwa.runs to delete
     v_rest bigint[];
     v_restset jsonb;
     dg bigint[];            -- steps of DAGs and pipelines finished set-wise
@@ -740,12 +738,14 @@ BEGIN
             PERFORM dwa._complete_task(r.id);
         END LOOP;
     END IF;
-    -- The runs finished set-wise are over: those not of a batch in
-    -- dwa.claims (claimed under a limit) have rows in dwa.runs.
-    v_runs := ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint FROM unnest(fast) x
-                     WHERE NOT v_map -> x::text ? 'batch');
-    IF cardinality(v_runs) > 0 THEN
-        DELETE FROM dwa.runs u WHERE u.run_id = ANY (v_runs);
+    -- The runs finished set-wise are over.  Those of dwad's batches have
+    -- no dwa.runs row (their batch's row goes when dwad says it is done);
+    -- while dwa.runs holds none (no limit in force, no external worker)
+    -- there is nothing to delete.
+    IF cardinality(fast) > 0 AND EXISTS (SELECT 1 FROM dwa.runs) THEN
+        DELETE FROM dwa.runs u
+         WHERE u.run_id = ANY (ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint
+                                       FROM unnest(fast) x));
     END IF;
     -- A step that ran under a concurrency-limited key freed a slot that
     -- another daemon may be waiting for.

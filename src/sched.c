@@ -50,9 +50,14 @@
 /* Mark the tasks of runs still going this long after their claim. */
 #define SCHED_MARK_MS	20
 
-/* A claim's runs recorded as one row of dwa.claims. */
+/*
+ * A claim's runs recorded as one row of dwa.claims.  This daemon's claims
+ * are made one at a time, so the run ids of each are above those of the
+ * one before: a run's batch is the one whose range holds its id.
+ */
 struct batch {
-	int64_t			 key;		/* dwa.claims.batch */
+	int64_t			 key;		/* dwa.claims.batch: first run id */
+	int64_t			 last;		/* its last run id */
 	int			 left;		/* runs without a committed end */
 	int			 abandoned;	/* a run went without one */
 	TAILQ_ENTRY(batch)	 entry;
@@ -268,34 +273,23 @@ batch_release(struct sched *s, struct batch *b, int abandoned)
 	free(b);
 }
 
-/* The batch of a recorded end, by its key. */
-static struct batch *
-batch_find(struct sched *s, int64_t key)
-{
-	struct batch	*b;
-
-	TAILQ_FOREACH(b, &s->batches, entry) {
-		if (b->key == key)
-			return (b);
-	}
-	return (NULL);
-}
-
 /*
- * The batch of an end sent in a batch of ends is settled: accepted, or
- * abandoned (refused or dropped).
+ * The end of run run_id, sent in a batch of ends, is settled (accepted, or
+ * abandoned: refused or dropped), and with it its part of its batch, if it
+ * has one (a run claimed under a limit has none).  The most recent batches
+ * are the likeliest.
  */
 static void
-batch_end(struct sched *s, json_t *end, int abandoned)
+batch_end(struct sched *s, int64_t run, int abandoned)
 {
-	json_t		*key;
 	struct batch	*b;
 
-	key = json_object_get(end, "batch");
-	if (key == NULL)
-		return;
-	if ((b = batch_find(s, json_integer_value(key))) != NULL)
-		batch_release(s, b, abandoned);
+	TAILQ_FOREACH_REVERSE(b, &s->batches, batches, entry) {
+		if (run >= b->key && run <= b->last) {
+			batch_release(s, b, abandoned);
+			return;
+		}
+	}
 }
 
 static void
@@ -369,12 +363,8 @@ run_end(struct run *run, enum exec_outcome outcome, json_t *output,
 	if (retry_after_ms >= 0)
 		json_object_set_new(end, "retryAfterMs",
 		    json_integer(retry_after_ms));
-	/* Its batch is settled when the end is committed. */
-	if (run->batch != NULL) {
-		json_object_set_new(end, "batch",
-		    json_integer(run->batch->key));
-		run->batch = NULL;
-	}
+	/* Its batch is settled when the end is committed (batch_end). */
+	run->batch = NULL;
 	json_array_append_new(sched_lane(s, run->task_id)->pending, end);
 	if (outcome == EXEC_OK)
 		run_log(LOG_INFO, run, "succeeded in %" PRId64 " ms",
@@ -696,7 +686,7 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 	struct sched	*s = arg;
 	struct batch	*b = NULL;
 	struct timeval	 tv;
-	int64_t		 hold_ms;
+	int64_t		 hold_ms, run_id;
 	int		 i, n, started = 0;
 
 	s->claiming--;
@@ -715,6 +705,9 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 			b->key = strtoll(PQgetvalue(res, i, 11), NULL, 10);
 			TAILQ_INSERT_TAIL(&s->batches, b, entry);
 		}
+		run_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		if (run_id > b->last)
+			b->last = run_id;
 		b->left++;
 	}
 	for (i = 0; i < n; i++) {
@@ -905,7 +898,9 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 	json_t		*end;
 	const char	*refused;
 	char		 key[32];
+	int64_t		 run;
 	size_t		 i, len;
+	int		 refusals, abandoned;
 
 	if (res == NULL) {
 		if (!db_is_up(l->used)) {
@@ -917,7 +912,8 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 			log_error("recording %zu run ends failed: %s",
 			    json_array_size(l->finishing), error);
 			json_array_foreach(l->finishing, i, end)
-				batch_end(l->sched, end, 1);
+				batch_end(l->sched, json_integer_value(
+				    json_object_get(end, "run")), 1);
 			json_decref(l->finishing);
 		}
 		l->finishing = NULL;
@@ -925,15 +921,18 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 	}
 	/* A PostgreSQL array of the run ids whose ends were refused. */
 	refused = PQgetvalue(res, 0, 0);
-	if (strcmp(refused, "{}") != 0)
+	refusals = strcmp(refused, "{}") != 0;
+	if (refusals)
 		log_info("ends refused (lease lost or task cancelled): runs %s",
 		    refused);
 	json_array_foreach(l->finishing, i, end) {
-		/* Is ",run," in ",refused,"?  (Refusals are rare.) */
-		len = (size_t)snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(json_object_get(end, "run")));
-		batch_end(l->sched, end, strcmp(refused, "{}") != 0 &&
-		    id_in_list(refused, key, len));
+		run = json_integer_value(json_object_get(end, "run"));
+		abandoned = 0;
+		if (refusals) {
+			len = (size_t)snprintf(key, sizeof key, "%" PRId64, run);
+			abandoned = id_in_list(refused, key, len);
+		}
+		batch_end(l->sched, run, abandoned);
 	}
 	json_decref(l->finishing);
 	l->finishing = NULL;

@@ -23,15 +23,14 @@ CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
     SELECT id FROM ids WHERE name = p_name
 $$;
 -- ends: _finish_batch's argument for the runs of a claim, all succeeded.
-CREATE FUNCTION pg_temp.ends(p_runs regclass, p_with_batch boolean) RETURNS jsonb
+CREATE FUNCTION pg_temp.ends(p_runs regclass) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb;
 BEGIN
-    EXECUTE format($q$SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('id', id,
-                'run', run_id, 'outcome', 'ok', 'output', '{}'::jsonb,
-                'batch', CASE WHEN %L THEN batch END)) ORDER BY run_id)
-                FROM %s WHERE run_id IS NOT NULL$q$, p_with_batch, p_runs) INTO v;
+    EXECUTE format($q$SELECT jsonb_agg(jsonb_build_object('id', id, 'run', run_id,
+                'outcome', 'ok', 'output', '{}'::jsonb) ORDER BY run_id)
+                FROM %s WHERE run_id IS NOT NULL$q$, p_runs) INTO v;
     RETURN v;
 END
 $$;
@@ -79,7 +78,7 @@ SELECT is(dwa.progress(-1, 10), false, 'an unknown run id reports nothing');
 -- Two ends recorded; the third run still goes.
 CREATE TEMP TABLE b1a AS SELECT * FROM b1 ORDER BY run_id LIMIT 2;
 CREATE TEMP TABLE b1b AS SELECT * FROM b1 ORDER BY run_id OFFSET 2;
-SELECT is(dwa._finish_batch(pg_temp.ends('b1a', true)), '{}'::bigint[],
+SELECT is(dwa._finish_batch(pg_temp.ends('b1a')), '{}'::bigint[],
     '_finish_batch records the ends of two runs of the batch');
 SELECT results_eq($$SELECT t.status FROM b1 JOIN dwa.tasks t ON t.id = b1.task_id ORDER BY b1.run_id$$,
     $$VALUES ('completed'::text), ('completed'), ('queued')$$,
@@ -95,7 +94,7 @@ SELECT is(dwa._renew(pg_temp.id('live')::integer,
     '_renew returns the runs whose ends are recorded as no longer held');
 SELECT ok((SELECT lease_until > now() + interval '59 minutes' FROM dwa.claims),
     '_renew extends the lease of a batch it holds whole');
-SELECT is(dwa._finish_batch(pg_temp.ends('b1b', true)), '{}'::bigint[],
+SELECT is(dwa._finish_batch(pg_temp.ends('b1b')), '{}'::bigint[],
     'the third end is recorded');
 SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the row stays until dwad says the batch is done');
 
@@ -121,7 +120,7 @@ SELECT results_eq($$SELECT count(*), count(batch) FROM bl$$, $$VALUES (1::bigint
 SELECT is((SELECT count(*) FROM dwa.runs WHERE run_id IN (SELECT run_id FROM bl)), 1::bigint,
     'its run is in dwa.runs');
 SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, 'and no batch row is written');
-SELECT is(dwa._finish_batch(pg_temp.ends('bl', false)), '{}'::bigint[], 'its end is recorded');
+SELECT is(dwa._finish_batch(pg_temp.ends('bl')), '{}'::bigint[], 'its end is recorded');
 SELECT is((SELECT count(*) FROM dwa.runs), 0::bigint, 'and its dwa.runs row is gone');
 DO $$ BEGIN PERFORM dwa.limit_delete('type:ba.lim'); END $$;
 
@@ -138,7 +137,7 @@ SELECT is((SELECT count(*) FROM bc2 WHERE run_id IS NOT NULL), 1::bigint,
     'a claim under the cap of 3 takes one more, counting the batch''s two');
 SELECT is((SELECT count(*) FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.cap'], 5,
         '1 hour', NULL, NULL) WHERE run_id IS NOT NULL), 0::bigint, 'and the next none');
-SELECT is(dwa._finish_batch(pg_temp.ends('bc1', true) || pg_temp.ends('bc2', false)), '{}'::bigint[],
+SELECT is(dwa._finish_batch(pg_temp.ends('bc1') || pg_temp.ends('bc2')), '{}'::bigint[],
     'their ends are recorded');
 DO $$ BEGIN PERFORM dwa.limit_delete('type:ba.cap'); END $$;
 DELETE FROM dwa.claims;
@@ -155,7 +154,7 @@ SELECT results_eq($$SELECT status, attempt, error FROM dwa.steps WHERE id IN (SE
         pg_temp.id('dead')),
     'its steps are ready again, attempts kept');
 SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, 'and its batch row is gone');
-SELECT is(dwa._finish_batch(pg_temp.ends('bd', true)), ARRAY(SELECT run_id FROM bd ORDER BY run_id),
+SELECT is(dwa._finish_batch(pg_temp.ends('bd')), ARRAY(SELECT run_id FROM bd ORDER BY run_id),
     'ends of its runs are refused');
 
 -- A batch no longer renewed whole (an end of it could not be recorded):
@@ -179,7 +178,7 @@ SELECT results_eq($$SELECT s.status, s.error FROM dwa.steps s JOIN be ON be.id =
     $$VALUES ('running'::text, NULL::text), ('ready', 'lease expired: the worker stopped renewing it')$$,
     'the renewed one keeps running; the other is ready again');
 SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the batch row stays while a run of it goes on');
-SELECT is(dwa._finish_batch(pg_temp.ends('be_kept', true)), '{}'::bigint[],
+SELECT is(dwa._finish_batch(pg_temp.ends('be_kept')), '{}'::bigint[],
     'the renewed run''s end is recorded');
 SELECT is(dwa._reap(), 0, 'the next _reap has nothing to requeue');
 SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, '... and deletes the batch row');
