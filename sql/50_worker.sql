@@ -830,9 +830,11 @@ COMMENT ON FUNCTION dwa._lock_class() IS 'First key of the daemons'' session adv
 -- _renew: a daemon extends the leases of its runs (and adopts them after a
 -- reconnect); returns the run ids it no longer holds, to abort them.
 -- p_step_ids and p_run_ids are its runs, pair by pair; p_live the batches
--- (dwa.claims) it still holds whole; p_done those whose every end is
--- recorded, whose rows go.  A batch left out of both (an end of it could
--- not be recorded) expires, for the reaper to look at its steps.
+-- (dwa.claims) it still holds whole, whose rows keep only the pairs it
+-- holds (one slow run would keep the pairs of a whole batch otherwise);
+-- p_done those whose every end is recorded, whose rows go.  A batch left
+-- out of both (an end of it could not be recorded) expires, for the reaper
+-- to look at its steps.
 --
 -- Sequential scans off, as in dwa._finish_batch: the steps are looked up
 -- through the primary key whatever the statistics say.
@@ -864,9 +866,20 @@ AS $$
     ), v AS (
         UPDATE dwa.runs r SET lease_until = now() + p_lease, worker_id = p_worker
          WHERE r.run_id = ANY (ARRAY(SELECT l.run_id FROM l))
-    ), c AS (
-        UPDATE dwa.claims c SET lease_until = now() + p_lease, worker_id = p_worker
+    ), k AS (
+        -- The live batches' pairs the daemon still holds: the others
+        -- ended, and their ends are recorded.
+        SELECT c.batch, array_agg(x.step_id ORDER BY x.run_id) AS step_ids,
+               array_agg(x.run_id ORDER BY x.run_id) AS run_ids
+          FROM dwa.claims c, unnest(c.step_ids, c.run_ids) x(step_id, run_id)
          WHERE c.batch = ANY (p_live) AND c.lease_until >= now()
+           AND x.run_id IN (SELECT unnest(p_run_ids))
+         GROUP BY c.batch
+    ), c AS (
+        UPDATE dwa.claims c SET lease_until = now() + p_lease, worker_id = p_worker,
+               step_ids = k.step_ids, run_ids = k.run_ids
+          FROM k
+         WHERE c.batch = k.batch AND c.lease_until >= now()
     ), d AS (
         DELETE FROM dwa.claims c WHERE c.batch = ANY (p_done) AND c.worker_id = p_worker
     )
@@ -884,12 +897,14 @@ COMMENT ON FUNCTION dwa._renew(integer, bigint[], bigint[], interval, bigint[], 
 -- may call it; it is safe to run concurrently.
 --
 -- Runs are in dwa.runs (a row each, read whole: few) and in dwad's batches
--- (dwa.claims).  Of a batch of a dead daemon, every step still running
--- under its run id is lost; of a batch whose lease ran out (its daemon
--- stopped renewing it whole, say after an end of it could not be
--- recorded), those whose own lease ran out too: the others its daemon
--- still renews.  They end in task order, as every path that locks tasks.
--- A batch row goes once none of its runs is in flight.
+-- (dwa.claims).  The batches looked at are those of dead daemons and those
+-- whose lease ran out (their daemon stopped renewing them whole, say after
+-- an end could not be recorded).  Of their steps still running under the
+-- batch's run ids, lost are those held by a dead daemon (by the step's
+-- worker: a daemon that registered again after a reconnect renews, and so
+-- holds, the runs it still has of a batch it no longer renews) and those
+-- whose own lease ran out.  They end in task order, as every path that
+-- locks tasks.  A batch row goes once none of its runs is in flight.
 --
 -- Sequential scans off: steps are looked up by primary key, deliveries in
 -- flight through their lease index, whatever the statistics say.  JIT off,
@@ -925,14 +940,15 @@ BEGIN
                      WHERE c.lease_until < now() OR c.worker_id = ANY (dead));
     FOR r IN
         WITH p AS MATERIALIZED (
-            SELECT x.step_id, x.run_id, c.worker_id, c.worker_id = ANY (dead) AS gone
+            SELECT x.step_id, x.run_id
               FROM dwa.claims c, unnest(c.step_ids, c.run_ids) x(step_id, run_id)
              WHERE c.batch = ANY (v_rows)
         )
-        SELECT s.id, s.run_id, s.task_id, p.worker_id, NOT p.gone AS expired, true AS batched
+        SELECT s.id, s.run_id, s.task_id, s.worker_id,
+               s.worker_id <> ALL (dead) AS expired, true AS batched
           FROM dwa.steps s JOIN p ON p.step_id = s.id AND p.run_id = s.run_id
          WHERE s.id = ANY (ARRAY(SELECT p.step_id FROM p))
-           AND s.status = 'running' AND (p.gone OR s.lease_until < now())
+           AND s.status = 'running' AND (s.worker_id = ANY (dead) OR s.lease_until < now())
         UNION ALL
         SELECT u.step_id, u.run_id, u.task_id, u.worker_id, u.lease_until < now(), false
           FROM dwa.runs u
@@ -952,9 +968,14 @@ BEGIN
                                   AND s.status = 'running');
         END IF;
     END LOOP;
+    -- Rows a renewal holds are skipped (it may be adopting them, or
+    -- deleting others first): the next pass sees them.
     IF cardinality(v_rows) > 0 THEN
         DELETE FROM dwa.claims c
-         WHERE c.batch = ANY (v_rows)
+         WHERE c.batch = ANY (ARRAY(SELECT k.batch FROM dwa.claims k
+                                     WHERE k.batch = ANY (v_rows)
+                                     ORDER BY k.batch
+                                       FOR UPDATE SKIP LOCKED))
            AND NOT EXISTS (SELECT 1 FROM dwa.steps s
                             WHERE s.id = ANY (c.step_ids) AND s.run_id = ANY (c.run_ids)
                               AND s.status = 'running');

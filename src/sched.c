@@ -51,18 +51,23 @@
 #define SCHED_MARK_MS	20
 
 /*
- * A claim's runs recorded as one row of dwa.claims.  This daemon's claims
- * are made one at a time, so the run ids of each are above those of the
- * one before: a run's batch is the one whose range holds its id.
+ * A claim's runs recorded as one row of dwa.claims.  Its runs, then their
+ * ends waiting in a lane, point to it until they are settled.
  */
 struct batch {
 	int64_t			 key;		/* dwa.claims.batch: first run id */
-	int64_t			 last;		/* its last run id */
 	int			 left;		/* runs without a committed end */
 	int			 abandoned;	/* a run went without one */
 	TAILQ_ENTRY(batch)	 entry;
 };
 TAILQ_HEAD(batches, batch);
+
+/* The batches of a lane's ends, one for each, in order (NULL: none). */
+struct bvec {
+	struct batch		**v;
+	size_t			  n;
+	size_t			  cap;
+};
 
 struct run {
 	struct sched		*sched;
@@ -98,6 +103,8 @@ struct lane {
 	struct db		*used;		/* where the ends in flight went */
 	json_t			*pending;	/* ends not yet sent */
 	json_t			*finishing;	/* ends in flight */
+	struct bvec		 pending_b;	/* their batches */
+	struct bvec		 finishing_b;
 };
 
 struct sched {
@@ -273,23 +280,26 @@ batch_release(struct sched *s, struct batch *b, int abandoned)
 	free(b);
 }
 
-/*
- * The end of run run_id, sent in a batch of ends, is settled (accepted, or
- * abandoned: refused or dropped), and with it its part of its batch, if it
- * has one (a run claimed under a limit has none).  The most recent batches
- * are the likeliest.
- */
 static void
-batch_end(struct sched *s, int64_t run, int abandoned)
+bvec_push(struct bvec *bv, struct batch *b)
 {
-	struct batch	*b;
-
-	TAILQ_FOREACH_REVERSE(b, &s->batches, batches, entry) {
-		if (run >= b->key && run <= b->last) {
-			batch_release(s, b, abandoned);
-			return;
-		}
+	if (bv->n == bv->cap) {
+		bv->cap = bv->cap == 0 ? 64 : bv->cap * 2;
+		bv->v = xreallocarray(bv->v, bv->cap, sizeof *bv->v);
 	}
+	bv->v[bv->n++] = b;
+}
+
+/* Move the first n of from to the end of to. */
+static void
+bvec_move(struct bvec *to, struct bvec *from, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		bvec_push(to, from->v[i]);
+	memmove(from->v, from->v + n, (from->n - n) * sizeof *from->v);
+	from->n -= n;
 }
 
 static void
@@ -363,9 +373,10 @@ run_end(struct run *run, enum exec_outcome outcome, json_t *output,
 	if (retry_after_ms >= 0)
 		json_object_set_new(end, "retryAfterMs",
 		    json_integer(retry_after_ms));
-	/* Its batch is settled when the end is committed (batch_end). */
-	run->batch = NULL;
+	/* Its batch is settled when the end is committed. */
 	json_array_append_new(sched_lane(s, run->task_id)->pending, end);
+	bvec_push(&sched_lane(s, run->task_id)->pending_b, run->batch);
+	run->batch = NULL;
 	if (outcome == EXEC_OK)
 		run_log(LOG_INFO, run, "succeeded in %" PRId64 " ms",
 		    util_now_ms() - run->started_ms);
@@ -686,7 +697,7 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 	struct sched	*s = arg;
 	struct batch	*b = NULL;
 	struct timeval	 tv;
-	int64_t		 hold_ms, run_id;
+	int64_t		 hold_ms;
 	int		 i, n, started = 0;
 
 	s->claiming--;
@@ -705,9 +716,6 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 			b->key = strtoll(PQgetvalue(res, i, 11), NULL, 10);
 			TAILQ_INSERT_TAIL(&s->batches, b, entry);
 		}
-		run_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		if (run_id > b->last)
-			b->last = run_id;
 		b->left++;
 	}
 	for (i = 0; i < n; i++) {
@@ -891,6 +899,18 @@ sched_claim_group(struct sched *s, int first_group)
 	}
 }
 
+/*
+ * The end i of those in flight is settled (accepted, or abandoned: refused
+ * or dropped), and with it its part of its batch, if it has one (a run
+ * claimed under a limit has none).
+ */
+static void
+lane_settle(struct lane *l, size_t i, int abandoned)
+{
+	if (l->finishing_b.v[i] != NULL)
+		batch_release(l->sched, l->finishing_b.v[i], abandoned);
+}
+
 static void
 lane_finish_cb(PGresult *res, const char *error, void *arg)
 {
@@ -898,7 +918,6 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 	json_t		*end;
 	const char	*refused;
 	char		 key[32];
-	int64_t		 run;
 	size_t		 i, len;
 	int		 refusals, abandoned;
 
@@ -908,12 +927,16 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 			json_array_extend(l->finishing, l->pending);
 			json_decref(l->pending);
 			l->pending = l->finishing;
+			bvec_move(&l->finishing_b, &l->pending_b,
+			    l->pending_b.n);
+			bvec_move(&l->pending_b, &l->finishing_b,
+			    l->finishing_b.n);
 		} else {
 			log_error("recording %zu run ends failed: %s",
 			    json_array_size(l->finishing), error);
-			json_array_foreach(l->finishing, i, end)
-				batch_end(l->sched, json_integer_value(
-				    json_object_get(end, "run")), 1);
+			for (i = 0; i < l->finishing_b.n; i++)
+				lane_settle(l, i, 1);
+			l->finishing_b.n = 0;
 			json_decref(l->finishing);
 		}
 		l->finishing = NULL;
@@ -926,14 +949,16 @@ lane_finish_cb(PGresult *res, const char *error, void *arg)
 		log_info("ends refused (lease lost or task cancelled): runs %s",
 		    refused);
 	json_array_foreach(l->finishing, i, end) {
-		run = json_integer_value(json_object_get(end, "run"));
 		abandoned = 0;
 		if (refusals) {
-			len = (size_t)snprintf(key, sizeof key, "%" PRId64, run);
+			len = (size_t)snprintf(key, sizeof key, "%" PRId64,
+			    (int64_t)json_integer_value(json_object_get(end,
+			    "run")));
 			abandoned = id_in_list(refused, key, len);
 		}
-		batch_end(l->sched, run, abandoned);
+		lane_settle(l, i, abandoned);
 	}
+	l->finishing_b.n = 0;
 	json_decref(l->finishing);
 	l->finishing = NULL;
 	/* Dependents may have become ready. */
@@ -970,6 +995,8 @@ lane_finish(struct lane *l)
 			json_decref(l->pending);
 		l->finishing = batch;
 		l->pending = rest;
+		bvec_move(&l->finishing_b, &l->pending_b,
+		    json_array_size(batch));
 	} else {
 		if (batch != l->pending)
 			json_decref(batch);
@@ -1706,6 +1733,8 @@ sched_free(struct sched *s)
 	for (int i = 0; i < SCHED_LANES; i++) {
 		json_decref(s->lanes[i].pending);
 		json_decref(s->lanes[i].finishing);
+		free(s->lanes[i].pending_b.v);
+		free(s->lanes[i].finishing_b.v);
 	}
 	event_free(s->poll_ev);
 	event_free(s->renew_ev);

@@ -33,7 +33,7 @@ SELECT format('batch %s: %s steps, %s run ids, the first %s', c.batch, cardinali
               cardinality(c.run_ids), c.run_ids[1])
   FROM dwa.claims c
  WHERE cardinality(c.step_ids) IS DISTINCT FROM cardinality(c.run_ids)
-    OR c.run_ids[1] IS DISTINCT FROM c.batch
+    OR NOT c.run_ids[1] >= c.batch
 UNION ALL
 SELECT format('runs row %s of step %s, which is %s', u.run_id, u.step_id,
               coalesce(s.status || ' (run ' || s.run_id || ')', 'gone'))

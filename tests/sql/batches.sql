@@ -8,11 +8,11 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(48);
+SELECT plan(57);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'ba.' || n, 'worker'
-  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half']) n;
+  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt']) n;
 
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
     SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
@@ -143,6 +143,24 @@ DO $$ BEGIN PERFORM dwa.limit_delete('type:ba.cap'); END $$;
 DELETE FROM dwa.claims;
 
 -- ---------------------------------------------------------------------
+-- A renewal keeps in a batch's row only the pairs the daemon still holds.
+
+INSERT INTO ids SELECT 'half' || g, dwa.submit('{"type": "ba.half"}'::jsonb) FROM generate_series(1, 3) g;
+CREATE TEMP TABLE bh AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.half'], 5, '1 hour', NULL, NULL);
+CREATE TEMP TABLE bh_done AS SELECT * FROM bh ORDER BY run_id LIMIT 2;
+CREATE TEMP TABLE bh_held AS SELECT * FROM bh ORDER BY run_id OFFSET 2;
+SELECT is(dwa._finish_batch(pg_temp.ends('bh_done')), '{}'::bigint[], 'two of three runs end');
+SELECT is(dwa._renew(pg_temp.id('live')::integer, ARRAY(SELECT id FROM bh_held),
+        ARRAY(SELECT run_id FROM bh_held), '1 hour', ARRAY(SELECT DISTINCT batch FROM bh), '{}'),
+    '{}'::bigint[], '_renew of the one run still held');
+SELECT results_eq($$SELECT batch, step_ids, run_ids FROM dwa.claims$$,
+    $$SELECT (SELECT min(batch) FROM bh), ARRAY[id], ARRAY[run_id] FROM bh_held$$,
+    'the batch row keeps only that pair, under the batch''s key');
+SELECT is(dwa._finish_batch(pg_temp.ends('bh_held')), '{}'::bigint[], 'the last run ends');
+DELETE FROM dwa.claims;
+
+-- ---------------------------------------------------------------------
 -- The reaper: a dead daemon's batch.
 
 INSERT INTO ids SELECT 'dead' || g, dwa.submit('{"type": "ba.dead"}'::jsonb) FROM generate_series(1, 2) g;
@@ -182,6 +200,29 @@ SELECT is(dwa._finish_batch(pg_temp.ends('be_kept')), '{}'::bigint[],
     'the renewed run''s end is recorded');
 SELECT is(dwa._reap(), 0, 'the next _reap has nothing to requeue');
 SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, '... and deletes the batch row');
+
+-- A daemon that registered again (after a reconnect) under a new id renews
+-- the runs it still holds of a batch it no longer renews whole: the batch
+-- row keeps the old id, whose session is gone.  The reaper ends only the
+-- run nobody renews.
+WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-old', 'daemon', 'h', 3)
+           RETURNING id)
+INSERT INTO ids SELECT 'old', id FROM w;
+INSERT INTO ids SELECT 'adopt' || g, dwa.submit('{"type": "ba.adopt"}'::jsonb) FROM generate_series(1, 2) g;
+CREATE TEMP TABLE ba AS
+SELECT * FROM dwa._claim_async(pg_temp.id('old')::integer, ARRAY['ba.adopt'], 5, '1 hour', NULL, NULL);
+CREATE TEMP TABLE ba_kept AS SELECT * FROM ba ORDER BY run_id LIMIT 1;
+SELECT is(dwa._renew(pg_temp.id('live')::integer, ARRAY(SELECT id FROM ba_kept),
+        ARRAY(SELECT run_id FROM ba_kept), '1 hour', '{}', '{}'), '{}'::bigint[],
+    'the new registration renews one run of the old one''s batch, not the batch');
+SELECT is((SELECT worker_id FROM dwa.claims), pg_temp.id('old')::integer,
+    'the batch row still names the old registration');
+SELECT is(dwa._reap(), 1, '_reap requeues one run');
+SELECT results_eq($$SELECT s.status, s.worker_id, s.error FROM dwa.steps s JOIN ba ON ba.id = s.id ORDER BY ba.run_id$$,
+    format($$VALUES ('running'::text, %s, NULL::text), ('ready', %s, 'worker %s is gone')$$,
+        pg_temp.id('live'), pg_temp.id('old'), pg_temp.id('old')),
+    'the renewed run goes on; the other, its daemon gone, is ready again');
+SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the batch row stays for the run still going');
 
 SELECT is(dblink_disconnect('d'), 'OK', 'the daemon''s session ends');
 SELECT * FROM finish();
