@@ -296,9 +296,12 @@ bvec_move(struct bvec *to, struct bvec *from, size_t n)
 {
 	size_t	i;
 
+	if (n == 0)
+		return;
 	for (i = 0; i < n; i++)
 		bvec_push(to, from->v[i]);
-	memmove(from->v, from->v + n, (from->n - n) * sizeof *from->v);
+	if (from->n > n)
+		memmove(from->v, from->v + n, (from->n - n) * sizeof *from->v);
 	from->n -= n;
 }
 
