@@ -902,8 +902,9 @@ COMMENT ON FUNCTION dwa._renew(integer, bigint[], bigint[], interval, bigint[], 
 -- an end could not be recorded).  Of their steps still running under the
 -- batch's run ids, lost are those held by a dead daemon (by the step's
 -- worker: a daemon that registered again after a reconnect renews, and so
--- holds, the runs it still has of a batch it no longer renews) and those
--- whose own lease ran out.  They end in task order, as every path that
+-- holds, the runs it still has of a batch it no longer renews; one
+-- registered again by the same process is not gone) and those whose own
+-- lease ran out.  They end in task order, as every path that
 -- locks tasks.  A batch row goes once none of its runs is in flight.
 --
 -- Sequential scans off: steps are looked up by primary key, deliveries in
@@ -920,6 +921,8 @@ SET jit = off
 AS $$
 DECLARE
     dead integer[];
+    gone integer[];
+    v_live integer[];
     v_rows bigint[];
     r record;
     n integer := 0;
@@ -934,8 +937,20 @@ BEGIN
            AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
                               WHERE d.datname = pg_catalog.current_database())
     )
-    SELECT coalesce(array_agg(w.id), '{}') INTO dead FROM dwa.workers w
-     WHERE w.kind = 'daemon' AND w.id NOT IN (SELECT id FROM live);
+    SELECT coalesce(array_agg(w.id) FILTER (WHERE w.id NOT IN (SELECT id FROM live)), '{}'),
+           coalesce(array_agg(w.id) FILTER (WHERE w.id IN (SELECT id FROM live)), '{}')
+      INTO dead, v_live
+      FROM dwa.workers w
+     WHERE w.kind = 'daemon';
+    -- A daemon that lost its connection and registered again (same host,
+    -- same process) still holds the runs it had: it adopts them at its
+    -- next renewal, or they end with their leases.  Gone are the others.
+    gone := ARRAY(SELECT w.id FROM dwa.workers w
+                   WHERE w.id = ANY (dead)
+                     AND NOT EXISTS (SELECT 1 FROM dwa.workers v
+                                      WHERE v.id = ANY (v_live)
+                                        AND v.hostname IS NOT DISTINCT FROM w.hostname
+                                        AND v.pid IS NOT DISTINCT FROM w.pid));
     v_rows := ARRAY(SELECT c.batch FROM dwa.claims c
                      WHERE c.lease_until < now() OR c.worker_id = ANY (dead));
     FOR r IN
@@ -945,14 +960,14 @@ BEGIN
              WHERE c.batch = ANY (v_rows)
         )
         SELECT s.id, s.run_id, s.task_id, s.worker_id,
-               s.worker_id <> ALL (dead) AS expired, true AS batched
+               s.lease_until < now() AS expired, true AS batched
           FROM dwa.steps s JOIN p ON p.step_id = s.id AND p.run_id = s.run_id
          WHERE s.id = ANY (ARRAY(SELECT p.step_id FROM p))
-           AND s.status = 'running' AND (s.worker_id = ANY (dead) OR s.lease_until < now())
+           AND s.status = 'running' AND (s.worker_id = ANY (gone) OR s.lease_until < now())
         UNION ALL
         SELECT u.step_id, u.run_id, u.task_id, u.worker_id, u.lease_until < now(), false
           FROM dwa.runs u
-         WHERE u.lease_until < now() OR u.worker_id = ANY (dead)
+         WHERE u.lease_until < now() OR u.worker_id = ANY (gone)
         ORDER BY 3, 1
     LOOP
         IF dwa._finish_run(r.id, r.run_id, 'lost', NULL,

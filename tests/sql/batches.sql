@@ -8,11 +8,11 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(57);
+SELECT plan(62);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'ba.' || n, 'worker'
-  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt']) n;
+  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev']) n;
 
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
     SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
@@ -223,6 +223,27 @@ SELECT results_eq($$SELECT s.status, s.worker_id, s.error FROM dwa.steps s JOIN 
         pg_temp.id('live'), pg_temp.id('old'), pg_temp.id('old')),
     'the renewed run goes on; the other, its daemon gone, is ready again');
 SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the batch row stays for the run still going');
+
+-- The same process registered again (its connection was cut): the runs
+-- its first registration claimed are not gone, though its session is.
+WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-prev', 'daemon', 'h', 1)
+           RETURNING id)
+INSERT INTO ids SELECT 'prev', id FROM w;
+INSERT INTO ids SELECT 'prev' || g, dwa.submit('{"type": "ba.prev"}'::jsonb) FROM generate_series(1, 2) g;
+CREATE TEMP TABLE bp AS
+SELECT * FROM dwa._claim_async(pg_temp.id('prev')::integer, ARRAY['ba.prev'], 5, '1 hour', NULL, NULL);
+SELECT is(dwa._reap(), 0,
+    '_reap ends no run of a registration whose process registered again (same host and pid)');
+SELECT is((SELECT count(*) FROM dwa.workers WHERE name = 'daemon-prev'), 0::bigint,
+    'the lost registration''s row is gone');
+SELECT is(dwa._renew(pg_temp.id('live')::integer, ARRAY(SELECT id FROM bp ORDER BY run_id),
+        ARRAY(SELECT run_id FROM bp ORDER BY run_id), '1 hour', ARRAY(SELECT DISTINCT batch FROM bp), '{}'),
+    '{}'::bigint[], 'the process''s next renewal adopts both runs');
+SELECT results_eq($$SELECT s.status, s.worker_id FROM dwa.steps s JOIN bp ON bp.id = s.id ORDER BY bp.run_id$$,
+    format($$VALUES ('running'::text, %1$s), ('running', %1$s)$$, pg_temp.id('live')),
+    'they run on under its new id');
+SELECT is((SELECT worker_id FROM dwa.claims WHERE batch = (SELECT min(batch) FROM bp)),
+    pg_temp.id('live')::integer, 'and so does their batch');
 
 SELECT is(dblink_disconnect('d'), 'OK', 'the daemon''s session ends');
 SELECT * FROM finish();
