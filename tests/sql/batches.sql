@@ -14,13 +14,14 @@ INSERT INTO dwa.task_types (name, executor)
 SELECT 'ba.' || n, 'worker'
   FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev']) n;
 
-CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
-    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
-        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
-$$;
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
+\ir ../lib/named.sql
+-- gone_daemon: a daemon's registration that no session holds (its advisory
+-- lock is not taken), on host h with pid p_pid, named in ids as p_id.
+CREATE FUNCTION pg_temp.gone_daemon(p_id text, p_name text, p_pid integer) RETURNS void
+LANGUAGE sql AS $$
+    WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid)
+               VALUES (p_name, 'daemon', 'h', p_pid) RETURNING id)
+    INSERT INTO ids SELECT p_id, id FROM w
 $$;
 -- ends: _finish_batch's argument for the runs of a claim, all succeeded.
 CREATE FUNCTION pg_temp.ends(p_runs regclass) RETURNS jsonb
@@ -39,9 +40,7 @@ SELECT is(dblink_connect('d', pg_temp.connstr()), 'OK', 'the daemon''s session c
 INSERT INTO ids
 SELECT 'live', id FROM dblink('d', $$SELECT dwa._register('daemon-live', 'h', 1, 'test', 8)$$)
     AS t(id integer);
-WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-dead', 'daemon', 'h', 2)
-           RETURNING id)
-INSERT INTO ids SELECT 'dead', id FROM w;
+DO $$ BEGIN PERFORM pg_temp.gone_daemon('dead', 'daemon-dead', 2); END $$;
 
 -- ---------------------------------------------------------------------
 -- A claim of dwad's: one row in dwa.claims, none in dwa.runs.
@@ -205,9 +204,7 @@ SELECT is((SELECT count(*) FROM dwa.claims), 0::bigint, '... and deletes the bat
 -- the runs it still holds of a batch it no longer renews whole: the batch
 -- row keeps the old id, whose session is gone.  The reaper ends only the
 -- run nobody renews.
-WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-old', 'daemon', 'h', 3)
-           RETURNING id)
-INSERT INTO ids SELECT 'old', id FROM w;
+DO $$ BEGIN PERFORM pg_temp.gone_daemon('old', 'daemon-old', 3); END $$;
 INSERT INTO ids SELECT 'adopt' || g, dwa.submit('{"type": "ba.adopt"}'::jsonb) FROM generate_series(1, 2) g;
 CREATE TEMP TABLE ba AS
 SELECT * FROM dwa._claim_async(pg_temp.id('old')::integer, ARRAY['ba.adopt'], 5, '1 hour', NULL, NULL);
@@ -226,9 +223,7 @@ SELECT is((SELECT count(*) FROM dwa.claims), 1::bigint, 'the batch row stays for
 
 -- The same process registered again (its connection was cut): the runs
 -- its first registration claimed are not gone, though its session is.
-WITH w AS (INSERT INTO dwa.workers (name, kind, hostname, pid) VALUES ('daemon-prev', 'daemon', 'h', 1)
-           RETURNING id)
-INSERT INTO ids SELECT 'prev', id FROM w;
+DO $$ BEGIN PERFORM pg_temp.gone_daemon('prev', 'daemon-prev', 1); END $$;
 INSERT INTO ids SELECT 'prev' || g, dwa.submit('{"type": "ba.prev"}'::jsonb) FROM generate_series(1, 2) g;
 CREATE TEMP TABLE bp AS
 SELECT * FROM dwa._claim_async(pg_temp.id('prev')::integer, ARRAY['ba.prev'], 5, '1 hour', NULL, NULL);

@@ -14,14 +14,7 @@ SELECT 'cl.' || n, 'worker'
   FROM unnest(ARRAY['conc', 'race', 'prio', 'future', 'ta', 'tb', 'lease', 'hb', 'daemon',
                     'batch', 'async']) n;
 
-CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
-    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
-        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
-$$;
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 CREATE FUNCTION pg_temp.step(p_task text) RETURNS dwa.steps LANGUAGE sql AS $$
     SELECT * FROM dwa.steps WHERE task_id = pg_temp.id(p_task) AND item_index IS NULL
 $$;

@@ -13,10 +13,7 @@ SELECT 'fx.' || n, 'worker'
   FROM unnest(ARRAY['pend', 'ok', 'fast', 'err', 'prog', 'pa', 'pb', 'pc', 'parent', 'child',
                     'dead', 'bad']) n;
 
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 -- run: claim the ready steps of type p_type; the run id of task p_task's.
 CREATE FUNCTION pg_temp.run(p_task text, p_type text) RETURNS bigint LANGUAGE sql AS $$
     SELECT max(c.run_id) FROM dwa.claim('fx-worker', ARRAY[p_type], 100) c

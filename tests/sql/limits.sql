@@ -17,10 +17,7 @@ SELECT 't.' || n, 'worker'
 INSERT INTO dwa.task_types (name, executor, limit_keys)
 VALUES ('t.sa', 'worker', '{key:shared}'), ('t.sb', 'worker', '{key:shared}');
 
-CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
-    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
-        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
-$$;
+\ir ../lib/named.sql
 -- submit: n tasks of a type (with extra fields); returns how many.
 CREATE FUNCTION pg_temp.submit(p_type text, p_n integer, p_extra jsonb DEFAULT '{}')
 RETURNS bigint LANGUAGE sql AS $$

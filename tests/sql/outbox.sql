@@ -16,14 +16,7 @@ SELECT plan(123);
 
 INSERT INTO dwa.task_types (name, executor) VALUES ('ob.t', 'worker'), ('ob.p', 'worker');
 
-CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
-    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
-        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
-$$;
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 CREATE FUNCTION pg_temp.row(p_name text) RETURNS dwa.outbox LANGUAGE sql AS $$
     SELECT * FROM dwa.outbox WHERE id = pg_temp.id(p_name)
 $$;

@@ -13,14 +13,7 @@ SELECT plan(46);
 
 INSERT INTO dwa.task_types (name, executor) VALUES ('pr.t', 'worker');
 
-CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
-    SELECT format('dbname=%s host=%s port=%s user=postgres', current_database(),
-        split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'))
-$$;
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 -- mk: a task named p_name of two steps, created p_age ago and put in
 -- p_status, finished p_finished ago when that is given.
 CREATE FUNCTION pg_temp.mk(p_name text, p_status text, p_age interval,

@@ -14,10 +14,7 @@ SELECT 'rt.' || n, 'worker'
 INSERT INTO dwa.task_types (name, executor, retry)
 VALUES ('rt.typed', 'worker', '{"attempts":2,"backoff":{"initialMs":60000,"maxMs":600000}}');
 
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 CREATE TEMP TABLE claims AS SELECT * FROM dwa.claim('nobody', ARRAY['no.such.type'], 1);
 CREATE FUNCTION pg_temp.claim(p_type text, p_n integer DEFAULT 10) RETURNS bigint
 LANGUAGE sql AS $$

@@ -42,10 +42,7 @@ $$;
 CREATE FUNCTION pg_temp.run_of(p_task bigint) RETURNS bigint LANGUAGE sql AS $$
     SELECT run_id FROM dwa.steps WHERE task_id = p_task AND status = 'running'
 $$;
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 
 SELECT is(current_user::text, 'postgres', 'the test starts as the superuser');
 

@@ -12,10 +12,7 @@ SELECT 'st.' || n, 'worker'
   FROM unnest(ARRAY['single', 'sa', 'sb', 'sc', 'list', 'each', 'after', 'tma', 'tmb',
                     'pfa', 'pfb', 'pfc', 'pfe', 'pr', 'pr2a', 'pr2b', 'qs', 'fe1']) n;
 
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 -- Every run claimed so far, as dwa.claim returned it.
 CREATE TEMP TABLE claims AS SELECT * FROM dwa.claim('nobody', ARRAY['no.such.type'], 1);
 -- claim: claim up to p_n steps of type p_type, remember them, return how many.

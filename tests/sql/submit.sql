@@ -10,10 +10,7 @@ INSERT INTO dwa.task_types (name, executor)
 SELECT 'sub.' || n, 'worker'
   FROM unnest(ARRAY['idx0', 'idx1', 'r', 'one', 'two', 'named', 'byindex', 'p0', 'p1']) n;
 
-CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT id FROM ids WHERE name = p_name
-$$;
+\ir ../lib/named.sql
 -- step: the row of one step of a named task (not a forEach element).
 CREATE FUNCTION pg_temp.step(p_task text, p_step text) RETURNS dwa.steps LANGUAGE sql AS $$
     SELECT * FROM dwa.steps
