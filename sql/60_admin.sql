@@ -144,8 +144,25 @@ $$;
 COMMENT ON FUNCTION dwa.retry(bigint) IS
     'Resume a failed or cancelled task: re-run what did not succeed, keep succeeded outputs';
 
--- prune: delete what ended longer ago than p_age, oldest first, at most
--- p_limit rows of each table per call (NULL: all).  Tasks finished that
+-- _prune_lock: lock those of these tasks that finished before the cutoff
+-- and that no other transaction holds.
+CREATE OR REPLACE FUNCTION dwa._prune_lock(p_ids bigint[], p_cutoff timestamptz)
+RETURNS bigint[]
+LANGUAGE sql
+SET enable_seqscan = off
+AS $$
+    SELECT ARRAY(SELECT t.id FROM dwa.tasks t
+                  WHERE t.id = ANY (p_ids) AND t.finished_at < p_cutoff
+                    AND t.status IN ('completed', 'failed', 'cancelled')
+                  ORDER BY t.id
+                    FOR UPDATE SKIP LOCKED)
+$$;
+COMMENT ON FUNCTION dwa._prune_lock(bigint[], timestamptz) IS
+    'Lock the tasks given that finished before the cutoff and that no other transaction holds';
+
+-- prune: delete what ended longer ago than p_age, oldest first (tasks in
+-- order of creation), at most p_limit rows of each table per call (NULL:
+-- all).  Tasks finished that
 -- long ago go with their steps, UI events and finished deliveries
 -- (dwa._tasks_deleted); then the UI events and the delivered or dead
 -- deliveries created that long ago, whatever their task.  Pending and
@@ -161,6 +178,9 @@ SET enable_seqscan = off
 AS $$
 DECLARE
     cutoff timestamptz;
+    r record;
+    cand bigint[] := '{}';  -- old finished tasks, not yet locked
+    ids bigint[] := '{}';   -- those locked, to delete
     old tid[];
     n bigint;
 BEGIN
@@ -174,16 +194,32 @@ BEGIN
     cutoff := CASE WHEN p_age > interval '1000 years' THEN '-infinity'
                    ELSE now() - p_age END;
 
-    -- finished_at is set exactly when a task finishes (retry clears it),
-    -- so tasks_finished_idx walks the candidates oldest first.
-    DELETE FROM dwa.tasks
-     WHERE id = ANY (ARRAY(
-            SELECT id FROM dwa.tasks
-             WHERE finished_at < cutoff
-               AND status IN ('completed', 'failed', 'cancelled')
-             ORDER BY finished_at
-             LIMIT p_limit
-               FOR UPDATE SKIP LOCKED));
+    -- Tasks are walked in order of id: finished_at has no index, so that
+    -- a task's end is a HOT update.  A task inserted after the cutoff did
+    -- not finish before it, nor did any later one (ids are issued in order
+    -- of insertion, and a task is created at its transaction's start): the
+    -- walk ends at the first task created since the cutoff, so it reads the
+    -- old tasks, deleted or unfinished, and one more.  A created_at in the
+    -- future can only have been set by hand: such a task is passed.
+    -- Candidates are locked a limit's worth at a time, skipping those
+    -- another transaction holds; the lock checks again that what it takes
+    -- is old and finished (finished_at is set exactly when a task finishes,
+    -- and retry clears it).
+    FOR r IN SELECT t.id, t.created_at, t.finished_at, t.status
+               FROM dwa.tasks t ORDER BY t.id
+    LOOP
+        EXIT WHEN r.created_at >= cutoff AND r.created_at <= now();
+        CONTINUE WHEN r.finished_at IS NULL OR r.finished_at >= cutoff
+                   OR r.status NOT IN ('completed', 'failed', 'cancelled');
+        cand := cand || r.id;
+        IF cardinality(cand) >= p_limit - cardinality(ids) THEN
+            ids := ids || dwa._prune_lock(cand, cutoff);
+            cand := '{}';
+            EXIT WHEN cardinality(ids) >= p_limit;
+        END IF;
+    END LOOP;
+    ids := ids || dwa._prune_lock(cand, cutoff);
+    DELETE FROM dwa.tasks WHERE id = ANY (ids);
     GET DIAGNOSTICS n = ROW_COUNT;
 
     -- Events and deliveries have no index on created_at, to keep their

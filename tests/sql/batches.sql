@@ -8,11 +8,11 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(62);
+SELECT plan(64);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'ba.' || n, 'worker'
-  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev']) n;
+  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev', 'hot']) n;
 
 \ir ../lib/named.sql
 -- gone_daemon: a daemon's registration that no session holds (its advisory
@@ -239,6 +239,33 @@ SELECT results_eq($$SELECT s.status, s.worker_id FROM dwa.steps s JOIN bp ON bp.
     'they run on under its new id');
 SELECT is((SELECT worker_id FROM dwa.claims WHERE batch = (SELECT min(batch) FROM bp)),
     pg_temp.id('live')::integer, 'and so does their batch');
+
+-- ---------------------------------------------------------------------
+-- A claim and an end update the step and task rows in place (HOT): no
+-- index covers a column they change.  The counts are the transaction's.
+
+BEGIN;
+INSERT INTO ids SELECT 'hot' || g, dwa.submit('{"type": "ba.hot"}'::jsonb) FROM generate_series(1, 3) g;
+CREATE TEMP TABLE hot AS
+SELECT 'before' AS at,
+       pg_stat_get_xact_tuples_updated('dwa.tasks'::regclass) AS t_upd,
+       pg_stat_get_xact_tuples_hot_updated('dwa.tasks'::regclass) AS t_hot,
+       pg_stat_get_xact_tuples_updated('dwa.steps'::regclass) AS s_upd,
+       pg_stat_get_xact_tuples_hot_updated('dwa.steps'::regclass) AS s_hot;
+CREATE TEMP TABLE bhot AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.hot'], 5, '1 hour', NULL, NULL);
+SELECT is(dwa._finish_batch(pg_temp.ends('bhot')), '{}'::bigint[], 'three tasks claimed and ended');
+INSERT INTO hot
+SELECT 'after', pg_stat_get_xact_tuples_updated('dwa.tasks'::regclass),
+       pg_stat_get_xact_tuples_hot_updated('dwa.tasks'::regclass),
+       pg_stat_get_xact_tuples_updated('dwa.steps'::regclass),
+       pg_stat_get_xact_tuples_hot_updated('dwa.steps'::regclass);
+SELECT results_eq(
+    $$SELECT a.t_upd - b.t_upd, a.t_hot - b.t_hot, a.s_upd - b.s_upd, a.s_hot - b.s_hot
+        FROM hot a, hot b WHERE a.at = 'after' AND b.at = 'before'$$,
+    $$VALUES (3::bigint, 3::bigint, 6::bigint, 6::bigint)$$,
+    'each task row updated once and each step row twice, all HOT');
+COMMIT;
 
 SELECT is(dblink_disconnect('d'), 'OK', 'the daemon''s session ends');
 SELECT * FROM finish();

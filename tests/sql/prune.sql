@@ -3,17 +3,19 @@
 -- and pending or delivering deliveries stay; old events and finished
 -- deliveries go whatever their task; the limit takes the oldest first, in
 -- each table; a task row another session holds is skipped, not waited
--- for; a bad age or limit is rejected and deletes nothing.
+-- for; a bad age or limit is rejected and deletes nothing; tasks are
+-- walked in order of id up to the first one created since the cutoff.
 --
 -- No enclosing transaction: a second session (dblink) must see the tasks
 -- to lock one.  The database is thrown away.
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
-SELECT plan(46);
+SELECT plan(53);
 
 INSERT INTO dwa.task_types (name, executor) VALUES ('pr.t', 'worker');
 
 \ir ../lib/named.sql
+\ir ../lib/plan-reads.sql
 -- mk: a task named p_name of two steps, created p_age ago and put in
 -- p_status, finished p_finished ago when that is given.
 CREATE FUNCTION pg_temp.mk(p_name text, p_status text, p_age interval,
@@ -238,5 +240,34 @@ SELECT is((SELECT count(*) FROM dwa.outbox WHERE status IN ('delivered', 'dead')
 SELECT is((SELECT count(*) FROM dwa.outbox), 3::bigint,
     'but the pending and delivering ones');
 SELECT is((SELECT count(*) FROM dwa.events), 0::bigint, 'and no events');
+
+
+-- ---------------------------------------------------------------------
+-- The walk in order of id: it passes a task whose created_at was set in
+-- the future by hand, and ends at the first task created since the
+-- cutoff, so that it reads no more than the old tasks and one.
+
+DO $do$ BEGIN
+    PERFORM pg_temp.mk('future', 'queued', '-1 year');
+    PERFORM pg_temp.mk('late', 'completed', '12 days', '10 days');
+    PERFORM pg_temp.mk('fresh', 'queued', '1 minute');
+    PERFORM pg_temp.mk('behind', 'completed', '12 days', '10 days');
+END $do$;
+SELECT is(dwa.prune('7 days'), 1::bigint, 'one task goes');
+SELECT is(pg_temp.gone('dwa.tasks', ARRAY['future', 'late', 'fresh', 'behind']), 'late',
+    'the old one after a created_at in the future; not the one after a task created since the cutoff');
+SELECT is(dwa.prune('30 seconds'), 1::bigint,
+    'once the cutoff is past that task, the walk goes on');
+SELECT is(pg_temp.gone('dwa.tasks', ARRAY['future', 'fresh', 'behind']), 'behind',
+    'and takes the old task behind it');
+
+INSERT INTO dwa.tasks (type) SELECT 'pr.t' FROM generate_series(1, 5000);
+UPDATE dwa.tasks SET status = 'completed', finished_at = now()
+ WHERE status = 'queued' AND id > pg_temp.id('behind');
+SELECT is((SELECT count(*) FROM dwa.tasks WHERE status = 'completed'), 5000::bigint,
+    '5,000 tasks finished just now');
+SELECT cmp_ok(pg_temp.reads_of($$SELECT dwa.prune('1 hour', 100)$$, 'dwa.tasks'), '<',
+    100::bigint, 'a prune passing them by reads fewer than 100 of dwa.tasks');
+SELECT is(pg_temp.counts(), '5004 5008 0 3', 'and deletes nothing');
 
 SELECT * FROM finish();
