@@ -514,13 +514,15 @@ DECLARE
     r record;
     refused bigint[] := '{}';
     v_ids bigint[];         -- every run's step
-    v_ok bigint[];          -- the steps of successful runs
-    v_map jsonb;            -- step id -> its end, for the successes
+    v_ok bigint[];          -- the steps of successful runs, in order
+    v_okrun bigint[];       -- their run ids, pair by pair
+    v_okout jsonb[];        -- their outputs, likewise
+    v_left bigint[];        -- the steps of successes not finished yet
     v_info jsonb;           -- step id -> {task_id, task, backend}, for the rest
     fast bigint[] := '{}';  -- steps finished set-wise
-    d_tasks bigint[];
-    d_res jsonb;
-    d_start jsonb;          -- task id -> when its step started
+    d_tasks bigint[];       -- in order
+    d_outs jsonb[];         -- their results, pair by pair
+    d_starts timestamptz[]; -- when their steps started, likewise
     fast_tasks bigint[];
     fx_tasks bigint[];
     freed boolean;
@@ -543,16 +545,29 @@ DECLARE
     dg_ready bigint[];
 BEGIN
     -- Every statement below reads one table by primary key (= ANY of an
-    -- array) and joins nothing, so that its plan cannot turn into a loop
-    -- over the table whatever the statistics say; on queue tables they lag
-    -- far behind.  Sequential scans are off: before the first ANALYZE of
-    -- a table under sustained load, a scan of all of it testing each row
-    -- against the batch's ids (4,096 of them) took 13 s a batch.
-    SELECT array_agg((e ->> 'id')::bigint),
-           coalesce(array_agg((e ->> 'id')::bigint) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}'),
-           coalesce(jsonb_object_agg(e ->> 'id', e) FILTER (WHERE e ->> 'outcome' = 'ok'), '{}')
-      INTO v_ids, v_ok, v_map
-      FROM jsonb_array_elements(p_runs) e;
+    -- array), joined at most with arrays of the batch's values, so that
+    -- its plan cannot turn into a loop over the table whatever the
+    -- statistics say; on queue tables they lag far behind.  Sequential
+    -- scans are off: before the first ANALYZE of a table under sustained
+    -- load, a scan of all of it testing each row against the batch's ids
+    -- (4,096 of them) took 13 s a batch.  Whether a step is a forEach
+    -- element is asked as coalesce(item_index, -1): "item_index IS NULL"
+    -- is a condition on steps_task_idx, and from statistics of an empty
+    -- dwa.steps it was planned as a walk of all of that index, testing
+    -- each entry against the ids.
+    -- The successes' values are arrays in order of step id, pair by pair
+    -- with their steps, and a row finds its values by binary search
+    -- (width_bucket: how many of the ids are at most its own).  A JSON
+    -- object keyed by step id, built and looked up once a row, was a tenth
+    -- of a batch's time; a join with the arrays could be planned as a loop
+    -- over them for each row.
+    SELECT array_agg(x.id),
+           coalesce(array_agg(x.id ORDER BY x.id, x.run) FILTER (WHERE x.outcome = 'ok'), '{}'),
+           coalesce(array_agg(x.run ORDER BY x.id, x.run) FILTER (WHERE x.outcome = 'ok'), '{}'),
+           coalesce(array_agg(coalesce(x.output, 'null') ORDER BY x.id, x.run)
+                        FILTER (WHERE x.outcome = 'ok'), '{}')
+      INTO v_ids, v_ok, v_okrun, v_okout
+      FROM jsonb_to_recordset(p_runs) AS x(id bigint, run bigint, outcome text, output jsonb);
     IF v_ids IS NULL THEN
         RETURN refused;
     END IF;
@@ -565,27 +580,26 @@ BEGIN
     -- Successes of single-step tasks: the step and its task, set-wise.
     WITH done AS (
         UPDATE dwa.steps s
-           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
+           SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_ok)
-           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+         WHERE s.id = ANY (v_ok) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now()
-           AND s.def IS NULL AND s.item_index IS NULL
+           AND s.def IS NULL AND coalesce(s.item_index, -1) < 0
         RETURNING s.id, s.task_id, s.output, s.started_at, s.limit_keys IS NOT NULL AS limited
     )
-    SELECT coalesce(array_agg(d.id), '{}'), array_agg(d.task_id),
-           jsonb_object_agg(d.task_id::text, d.output),
-           jsonb_object_agg(d.task_id::text, d.started_at), coalesce(bool_or(d.limited), false)
-      INTO fast, d_tasks, d_res, d_start, freed
+    SELECT coalesce(array_agg(d.id), '{}'), array_agg(d.task_id ORDER BY d.task_id),
+           array_agg(d.output ORDER BY d.task_id), array_agg(d.started_at ORDER BY d.task_id),
+           coalesce(bool_or(d.limited), false)
+      INTO fast, d_tasks, d_outs, d_starts, freed
       FROM done d;
     IF d_tasks IS NOT NULL THEN
         WITH t AS (
             UPDATE dwa.tasks t
                SET status = 'completed', progress = 100, steps_done = 1,
-                   result = d_res -> t.id::text, finished_at = now(),
-                   started_at = coalesce(t.started_at,
-                       (d_start ->> t.id::text)::timestamptz, now())
+                   result = d_outs[width_bucket(t.id, d_tasks)], finished_at = now(),
+                   started_at = coalesce(t.started_at, d_starts[width_bucket(t.id, d_tasks)],
+                                         now())
              WHERE t.id = ANY (d_tasks) AND t.status IN ('queued', 'running')
             RETURNING t.id, t.on_success IS NOT NULL AS fx
         )
@@ -599,17 +613,17 @@ BEGIN
     -- finished start (the next ones in element order), and a forEach step
     -- whose elements are all in finishes.  Only the successes left over are
     -- looked at again.
+    v_left := v_ok;
     IF cardinality(fast) > 0 THEN
-        v_ok := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(fast));
+        v_left := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(fast));
     END IF;
     WITH done AS (
         UPDATE dwa.steps s
-           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
+           SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_ok)
-           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+         WHERE s.id = ANY (v_left) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
-           AND s.lease_until >= now() AND s.item_index IS NOT NULL
+           AND s.lease_until >= now() AND coalesce(s.item_index, -1) >= 0
         RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
     )
     SELECT array_agg(d.id), coalesce(bool_or(d.limited), false),
@@ -653,15 +667,15 @@ BEGIN
     -- per finished dependency: a join after 1,000 parallel steps had its
     -- row updated 1,000 times); then one by one only what needs it:
     -- onProgress, dependents made ready, tasks completed.
-    v_ok := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(coalesce(el, '{}')));
+    v_left := ARRAY(SELECT unnest(v_left) EXCEPT SELECT unnest(coalesce(el, '{}')));
     WITH done AS (
         UPDATE dwa.steps s
-           SET status = 'succeeded', output = coalesce(v_map -> s.id::text -> 'output', 'null'),
+           SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_ok)
-           AND s.run_id = (v_map -> s.id::text ->> 'run')::bigint
+         WHERE s.id = ANY (v_left) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
-           AND s.lease_until >= now() AND s.item_index IS NULL AND s.def IS NOT NULL
+           AND s.lease_until >= now() AND coalesce(s.item_index, -1) < 0
+           AND s.def IS NOT NULL
         RETURNING s.id, s.task_id, s.step_id, s.dependents, s.started_at,
                   s.limit_keys IS NOT NULL AS limited
     )
@@ -744,7 +758,7 @@ BEGIN
     -- there is nothing to delete.
     IF cardinality(fast) > 0 AND EXISTS (SELECT 1 FROM dwa.runs) THEN
         DELETE FROM dwa.runs u
-         WHERE u.run_id = ANY (ARRAY(SELECT (v_map -> x::text ->> 'run')::bigint
+         WHERE u.run_id = ANY (ARRAY(SELECT v_okrun[width_bucket(x, v_ok)]
                                        FROM unnest(fast) x));
     END IF;
     -- A step that ran under a concurrency-limited key freed a slot that

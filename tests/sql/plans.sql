@@ -10,15 +10,18 @@
 -- are ready, and each path that takes steps off the queue may read only
 -- as much of the queue as it has work: claims (unlimited and limited),
 -- cancel, a failed task's ready siblings, deleting a task.  Sequential
--- scans count too: each would read the whole table.
+-- scans count too: each would read the whole table.  The statistics of
+-- the steps and tasks say "empty" as well, for a batch of ends.
 --
 -- No enclosing transaction: the statistics must be committed as
 -- autovacuum would leave them.  The database is thrown away.
 SET statement_timeout = '60s';
-SELECT plan(20);
+SELECT plan(23);
 
 ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
 ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
+ALTER TABLE dwa.steps SET (autovacuum_enabled = off);
+ALTER TABLE dwa.tasks SET (autovacuum_enabled = off);
 INSERT INTO dwa.task_types (name, executor) VALUES ('pl.w', 'worker');
 
 \ir ../lib/plan-reads.sql
@@ -34,6 +37,8 @@ INSERT INTO dwa.tasks (type, priority) SELECT 'pl.w', -1 FROM generate_series(1,
 DELETE FROM dwa.tasks WHERE type = 'pl.w';
 ANALYZE dwa.ready;
 ANALYZE dwa.runs;
+ANALYZE dwa.steps;
+ANALYZE dwa.tasks;
 SELECT is((SELECT reltuples FROM pg_class WHERE oid = 'dwa.ready'::regclass), 0::real,
     'analyzed while empty: dwa.ready has no rows, as far as the statistics know');
 
@@ -68,6 +73,33 @@ SELECT is((SELECT count(*) FROM dwa.runs u WHERE u.run_id = ANY (ARRAY(SELECT ru
 -- Again, in the same session: the cached plans too.
 SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)', 'dwa.ready'), '<', 1000::bigint,
     'a second claim of 50 in the session reads fewer than 1,000');
+
+-- A batch of ends as dwad records them, for 50 of those runs: the
+-- successes are joined with the arrays of the batch's values, never with
+-- a table.
+CREATE TEMP TABLE ended AS
+SELECT u.run_id, u.step_id, u.task_id FROM dwa.runs u
+ WHERE u.run_id = ANY (ARRAY(SELECT run_id FROM got ORDER BY run_id LIMIT 50));
+CREATE TEMP TABLE end_reads (steps bigint, tasks bigint);
+DO $$
+DECLARE
+    v jsonb := (SELECT jsonb_agg(jsonb_build_object('id', e.step_id, 'run', e.run_id,
+                                 'outcome', 'ok', 'output', jsonb_build_object('r', e.run_id)))
+                  FROM ended e);
+    s0 bigint := pg_temp.reads('dwa.steps');
+    t0 bigint := pg_temp.reads('dwa.tasks');
+BEGIN
+    PERFORM dwa._finish_batch(v);
+    INSERT INTO end_reads VALUES (pg_temp.reads('dwa.steps') - s0, pg_temp.reads('dwa.tasks') - t0);
+END
+$$;
+SELECT cmp_ok(pg_temp.believed_rows('dwa.steps'), '<=', 1::numeric,
+    'the planner believes dwa.steps holds at most one row');
+SELECT ok((SELECT steps < 1000 AND tasks < 1000 FROM end_reads),
+    'a batch of 50 ends reads fewer than 1,000 rows, entries and blocks of the steps and of the tasks (not 20,000)');
+SELECT is((SELECT count(*) FROM dwa.tasks t JOIN ended e ON e.task_id = t.id
+            WHERE t.status = 'completed' AND t.result = jsonb_build_object('r', e.run_id)),
+    50::bigint, 'each of the 50 tasks completed with its own result');
 
 -- Under a limit (dwa._claim_limited looks its ready rows up by key).
 SELECT dwa.limit_set('type:pl.w', 1000, NULL, NULL);
@@ -130,7 +162,11 @@ SELECT is((SELECT count(*) FROM dwa.ready r
 -- True statistics again, for the consistency check that follows the test.
 ALTER TABLE dwa.ready RESET (autovacuum_enabled);
 ALTER TABLE dwa.runs RESET (autovacuum_enabled);
+ALTER TABLE dwa.steps RESET (autovacuum_enabled);
+ALTER TABLE dwa.tasks RESET (autovacuum_enabled);
 ANALYZE dwa.ready;
 ANALYZE dwa.runs;
+ANALYZE dwa.steps;
+ANALYZE dwa.tasks;
 
 SELECT * FROM finish();
