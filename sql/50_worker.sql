@@ -517,7 +517,10 @@ DECLARE
     v_ok bigint[];          -- the steps of successful runs, in order
     v_okrun bigint[];       -- their run ids, pair by pair
     v_okout jsonb[];        -- their outputs, likewise
-    v_left bigint[];        -- the steps of successes not finished yet
+    v_tasks bigint[];       -- every run's task
+    v_single bigint[];      -- the successes' steps of single-step tasks
+    v_elems bigint[];       -- those that are forEach elements
+    v_dag bigint[];         -- those of DAGs and pipelines
     v_info jsonb;           -- step id -> {task_id, task, backend}, for the rest
     fast bigint[] := '{}';  -- steps finished set-wise
     d_tasks bigint[];       -- in order
@@ -545,16 +548,15 @@ DECLARE
     dg_ready bigint[];
 BEGIN
     -- Every statement below reads one table by primary key (= ANY of an
-    -- array), joined at most with arrays of the batch's values, so that
-    -- its plan cannot turn into a loop over the table whatever the
-    -- statistics say; on queue tables they lag far behind.  Sequential
-    -- scans are off: before the first ANALYZE of a table under sustained
-    -- load, a scan of all of it testing each row against the batch's ids
-    -- (4,096 of them) took 13 s a batch.  Whether a step is a forEach
-    -- element is asked as coalesce(item_index, -1): "item_index IS NULL"
-    -- is a condition on steps_task_idx, and from statistics of an empty
-    -- dwa.steps it was planned as a walk of all of that index, testing
-    -- each entry against the ids.
+    -- array) and joins nothing, so that its plan cannot turn into a loop
+    -- over the table whatever the statistics say; on queue tables they lag
+    -- far behind.  Sequential scans are off: before the first ANALYZE of
+    -- a table under sustained load, a scan of all of it testing each row
+    -- against the batch's ids (4,096 of them) took 13 s a batch.
+    -- Whether a step is a forEach element is asked as coalesce(item_index,
+    -- -1): "item_index IS NULL" is a condition on steps_task_idx, and from
+    -- statistics of an empty dwa.steps it was planned as a walk of all of
+    -- that index, testing each entry against the ids.
     -- The successes' values are arrays in order of step id, pair by pair
     -- with their steps, and a row finds its values by binary search
     -- (width_bucket: how many of the ids are at most its own).  A JSON
@@ -572,17 +574,26 @@ BEGIN
         RETURN refused;
     END IF;
 
-    PERFORM 1 FROM dwa.tasks t
-     WHERE t.id = ANY (ARRAY(SELECT s.task_id FROM dwa.steps s WHERE s.id = ANY (v_ids)))
-     ORDER BY t.id
-       FOR UPDATE;
+    -- The runs' tasks, and the successes' steps by kind, which never
+    -- changes: each kind's update below looks at its own steps only.
+    SELECT array_agg(s.task_id),
+           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
+                                             AND s.def IS NULL AND s.item_index IS NULL), '{}'),
+           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
+                                             AND s.item_index IS NOT NULL), '{}'),
+           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
+                                             AND s.def IS NOT NULL AND s.item_index IS NULL), '{}')
+      INTO v_tasks, v_single, v_elems, v_dag
+      FROM dwa.steps s
+     WHERE s.id = ANY (v_ids);
+    PERFORM 1 FROM dwa.tasks t WHERE t.id = ANY (v_tasks) ORDER BY t.id FOR UPDATE;
 
     -- Successes of single-step tasks: the step and its task, set-wise.
     WITH done AS (
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_ok) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_single) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now()
            AND s.def IS NULL AND coalesce(s.item_index, -1) < 0
@@ -611,17 +622,12 @@ BEGIN
     -- Successes of forEach elements, set-wise: one update per forEach
     -- step counts them and moves its cursor, as many waiting elements as
     -- finished start (the next ones in element order), and a forEach step
-    -- whose elements are all in finishes.  Only the successes left over are
-    -- looked at again.
-    v_left := v_ok;
-    IF cardinality(fast) > 0 THEN
-        v_left := ARRAY(SELECT unnest(v_ok) EXCEPT SELECT unnest(fast));
-    END IF;
+    -- whose elements are all in finishes.
     WITH done AS (
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_left) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_elems) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now() AND coalesce(s.item_index, -1) >= 0
         RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
@@ -667,12 +673,11 @@ BEGIN
     -- per finished dependency: a join after 1,000 parallel steps had its
     -- row updated 1,000 times); then one by one only what needs it:
     -- onProgress, dependents made ready, tasks completed.
-    v_left := ARRAY(SELECT unnest(v_left) EXCEPT SELECT unnest(coalesce(el, '{}')));
     WITH done AS (
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_left) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_dag) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now() AND coalesce(s.item_index, -1) < 0
            AND s.def IS NOT NULL

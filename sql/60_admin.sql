@@ -162,13 +162,12 @@ COMMENT ON FUNCTION dwa._prune_lock(bigint[], timestamptz) IS
 
 -- prune: delete what ended longer ago than p_age, oldest first (tasks in
 -- order of creation), at most p_limit rows of each table per call (NULL:
--- all).  Tasks finished that
--- long ago go with their steps, UI events and finished deliveries
--- (dwa._tasks_deleted); then the UI events and the delivered or dead
--- deliveries created that long ago, whatever their task.  Pending and
--- delivering rows are never touched.  Rows another transaction holds are
--- skipped, not waited for: dwad --retention calls this every few seconds
--- under load.  Returns the number of tasks deleted.
+-- all).  Tasks finished that long ago go with their steps, UI events and
+-- finished deliveries (dwa._tasks_deleted); then the UI events and the
+-- delivered or dead deliveries created that long ago, whatever their
+-- task.  Pending and delivering rows are never touched.  Rows another
+-- transaction holds are skipped, not waited for: dwad --retention calls
+-- this every few seconds under load.  Returns the number of tasks deleted.
 CREATE OR REPLACE FUNCTION dwa.prune(p_age interval, p_limit integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql

@@ -8,11 +8,11 @@
 CREATE EXTENSION IF NOT EXISTS dblink;
 SET statement_timeout = '60s';
 SET lock_timeout = '10s';
-SELECT plan(64);
+SELECT plan(70);
 
 INSERT INTO dwa.task_types (name, executor)
 SELECT 'ba.' || n, 'worker'
-  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev', 'hot']) n;
+  FROM unnest(ARRAY['one', 'lim', 'cap', 'dead', 'exp', 'half', 'adopt', 'prev', 'hot', 'mix']) n;
 
 \ir ../lib/named.sql
 -- gone_daemon: a daemon's registration that no session holds (its advisory
@@ -239,6 +239,45 @@ SELECT results_eq($$SELECT s.status, s.worker_id FROM dwa.steps s JOIN bp ON bp.
     'they run on under its new id');
 SELECT is((SELECT worker_id FROM dwa.claims WHERE batch = (SELECT min(batch) FROM bp)),
     pg_temp.id('live')::integer, 'and so does their batch');
+
+-- ---------------------------------------------------------------------
+-- One batch of every kind of end: a single-step task's success, a
+-- pipeline's first step, the two elements of a forEach, and a failure,
+-- in no particular order: each finishes as it should.
+
+INSERT INTO ids VALUES
+    ('mix_one', dwa.submit('{"type": "ba.mix"}'::jsonb)),
+    ('mix_pipe', dwa.submit('{"type": "ba.mix", "steps": [{"id": "a", "task": "ba.mix"},
+        {"id": "b", "task": "ba.mix", "dependsOn": ["a"]}]}'::jsonb)),
+    ('mix_each', dwa.submit('{"type": "ba.mix", "payload": {"xs": [1, 2]},
+        "steps": [{"id": "e", "task": "ba.mix", "forEach": "{{payload.xs}}"}]}'::jsonb)),
+    ('mix_bad', dwa.submit('{"type": "ba.mix", "retry": {"attempts": 1}}'::jsonb));
+CREATE TEMP TABLE bmix AS
+SELECT * FROM dwa._claim_async(pg_temp.id('live')::integer, ARRAY['ba.mix'], 10, '1 hour', NULL, NULL);
+SELECT is((SELECT count(*) FROM bmix), 5::bigint,
+    'a claim takes the five ready steps: one, the pipeline''s first, two elements, the one to fail');
+SELECT is(dwa._finish_batch((SELECT jsonb_agg(CASE WHEN task_id = pg_temp.id('mix_bad')
+            THEN jsonb_build_object('id', id, 'run', run_id, 'outcome', 'permanent', 'error', 'boom')
+            ELSE jsonb_build_object('id', id, 'run', run_id, 'outcome', 'ok',
+                'output', jsonb_build_object('r', coalesce(item_index, -1))) END ORDER BY run_id DESC)
+        FROM bmix)), '{}'::bigint[], 'the batch of five ends, in no particular order, is recorded');
+SELECT results_eq(
+    $$SELECT status, result, error FROM dwa.tasks
+       WHERE id IN (pg_temp.id('mix_one'), pg_temp.id('mix_each'), pg_temp.id('mix_bad'))
+       ORDER BY id$$,
+    $$VALUES ('completed'::text, '{"r": -1}'::jsonb, NULL::text),
+             ('completed', '[{"r": 0}, {"r": 1}]', NULL),
+             ('failed', NULL, 'step "0": boom')$$,
+    'the single-step task and the forEach completed with their outputs; the other failed');
+SELECT results_eq(
+    $$SELECT step_id, status, output FROM dwa.steps
+       WHERE task_id = pg_temp.id('mix_pipe') ORDER BY step_index$$,
+    $$VALUES ('a'::text, 'succeeded'::text, '{"r": -1}'::jsonb), ('b', 'ready', NULL)$$,
+    'the pipeline''s first step succeeded and its second is ready');
+SELECT is((SELECT status || ' ' || steps_done FROM dwa.tasks WHERE id = pg_temp.id('mix_pipe')),
+    'running 1', 'the pipeline runs, one step done');
+SELECT is((SELECT count(*) FROM dwa.running WHERE run_id IN (SELECT run_id FROM bmix)), 0::bigint,
+    'none of the five runs is in flight');
 
 -- ---------------------------------------------------------------------
 -- A claim and an end update the step and task rows in place (HOT): no
