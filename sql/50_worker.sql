@@ -518,7 +518,7 @@ DECLARE
     v_okrun bigint[];       -- their run ids, pair by pair
     v_okout jsonb[];        -- their outputs, likewise
     v_tasks bigint[];       -- every run's task
-    v_single bigint[];      -- the successes' steps of single-step tasks
+    v_single bigint[];      -- the runs' steps of single-step tasks
     v_elems bigint[];       -- those that are forEach elements
     v_dag bigint[];         -- those of DAGs and pipelines
     v_info jsonb;           -- step id -> {task_id, task, backend}, for the rest
@@ -574,15 +574,13 @@ BEGIN
         RETURN refused;
     END IF;
 
-    -- The runs' tasks, and the successes' steps by kind, which never
-    -- changes: each kind's update below looks at its own steps only.
+    -- The runs' tasks, and their steps by kind, which never changes: each
+    -- kind's update below looks at its own steps only, and takes those
+    -- whose run succeeded (found in v_ok).
     SELECT array_agg(s.task_id),
-           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
-                                             AND s.def IS NULL AND s.item_index IS NULL), '{}'),
-           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
-                                             AND s.item_index IS NOT NULL), '{}'),
-           coalesce(array_agg(s.id) FILTER (WHERE v_ok[width_bucket(s.id, v_ok)] = s.id
-                                             AND s.def IS NOT NULL AND s.item_index IS NULL), '{}')
+           coalesce(array_agg(s.id) FILTER (WHERE s.def IS NULL AND s.item_index IS NULL), '{}'),
+           coalesce(array_agg(s.id) FILTER (WHERE s.item_index IS NOT NULL), '{}'),
+           coalesce(array_agg(s.id) FILTER (WHERE s.def IS NOT NULL AND s.item_index IS NULL), '{}')
       INTO v_tasks, v_single, v_elems, v_dag
       FROM dwa.steps s
      WHERE s.id = ANY (v_ids);
@@ -593,7 +591,8 @@ BEGIN
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_single) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_single) AND v_ok[width_bucket(s.id, v_ok)] = s.id
+           AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now()
            AND s.def IS NULL AND coalesce(s.item_index, -1) < 0
@@ -627,7 +626,8 @@ BEGIN
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_elems) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_elems) AND v_ok[width_bucket(s.id, v_ok)] = s.id
+           AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now() AND coalesce(s.item_index, -1) >= 0
         RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
@@ -677,7 +677,8 @@ BEGIN
         UPDATE dwa.steps s
            SET status = 'succeeded', output = v_okout[width_bucket(s.id, v_ok)],
                error = NULL, finished_at = now(), lease_until = NULL, progress = 100
-         WHERE s.id = ANY (v_dag) AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
+         WHERE s.id = ANY (v_dag) AND v_ok[width_bucket(s.id, v_ok)] = s.id
+           AND s.run_id = v_okrun[width_bucket(s.id, v_ok)]
            AND s.status IS NOT DISTINCT FROM 'running'
            AND s.lease_until >= now() AND coalesce(s.item_index, -1) < 0
            AND s.def IS NOT NULL
