@@ -529,8 +529,10 @@ DECLARE
     fast_tasks bigint[];
     fx_tasks bigint[];
     freed boolean;
-    el bigint[];
+    el bigint[];            -- forEach elements finished set-wise
     el_freed boolean;
+    el_tasks bigint[];      -- their tasks, pair by pair
+    el_steps integer[];     -- and their forEach steps' indexes
     n integer;
     st text;
     left_n integer;
@@ -632,16 +634,15 @@ BEGIN
            AND s.lease_until >= now() AND coalesce(s.item_index, -1) >= 0
         RETURNING s.id, s.task_id, s.step_index, s.limit_keys IS NOT NULL AS limited
     )
-    SELECT array_agg(d.id), coalesce(bool_or(d.limited), false),
-           jsonb_agg(jsonb_build_array(d.task_id, d.step_index))
-      INTO el, el_freed, v_info
+    SELECT array_agg(d.id), coalesce(bool_or(d.limited), false), array_agg(d.task_id),
+           array_agg(d.step_index)
+      INTO el, el_freed, el_tasks, el_steps
       FROM done d;
     IF el IS NOT NULL THEN
         fast := fast || el;
         freed := freed OR el_freed;
-        FOR r IN SELECT (x ->> 0)::bigint AS task_id, (x ->> 1)::integer AS step_index,
-                        count(*)::integer AS n
-                   FROM jsonb_array_elements(v_info) x
+        FOR r IN SELECT x.task_id, x.step_index, count(*)::integer AS n
+                   FROM unnest(el_tasks, el_steps) AS x(task_id, step_index)
                   GROUP BY 1, 2 ORDER BY 1, 2
         LOOP
             UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - r.n,
