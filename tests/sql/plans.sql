@@ -74,9 +74,9 @@ SELECT is((SELECT count(*) FROM dwa.runs u WHERE u.run_id = ANY (ARRAY(SELECT ru
 SELECT cmp_ok(pg_temp.reads_of('SELECT pg_temp.claim(50)', 'dwa.ready'), '<', 1000::bigint,
     'a second claim of 50 in the session reads fewer than 1,000');
 
--- A batch of ends as dwad records them, for 50 of those runs: the
--- successes are joined with the arrays of the batch's values, never with
--- a table.
+-- A batch of ends as dwad records them, for 50 of those runs: each of
+-- its statements reads the steps and the tasks by primary key, whatever
+-- the statistics say.
 CREATE TEMP TABLE ended AS
 SELECT u.run_id, u.step_id, u.task_id FROM dwa.runs u
  WHERE u.run_id = ANY (ARRAY(SELECT run_id FROM got ORDER BY run_id LIMIT 50));
