@@ -23,7 +23,7 @@ is "$fails" 0 "five concurrent migrates all succeed"
 is "$(sql "SELECT count(DISTINCT version) || ',' || count(*) FROM dwa.schema_migrations")" "$nmig,$nmig" \
 	"each migration recorded once"
 out=$("$DWA" migrate)
-like "$out" "^schema at ${latest}_[a-z_]+ \(0 migrations applied\)$" "a second migrate applies nothing"
+like "$out" "^schema at ${latest}_[a-z0-9_]+ \(0 migrations applied\)$" "a second migrate applies nothing"
 is "$(sql "SELECT count(*) FROM dwa.task_types WHERE executor = 'builtin'")" 8 \
 	"the built-in task types are registered"
 is "$(sql "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'dwa\_%'")" \

@@ -4,7 +4,7 @@
 -- the same task submitted alone gets; a bulk insert with one bad row
 -- stores nothing.
 BEGIN;
-SELECT plan(36);
+SELECT plan(39);
 
 CREATE TEMP TABLE t0 AS SELECT clock_timestamp() AS t;
 INSERT INTO dwa.tasks (type, payload)
@@ -208,6 +208,24 @@ SELECT * FROM pg_temp.alone('{"type":"mix2","payload":{"i":6,"j":12},"onError":[
 SELECT * FROM pg_temp.alone('{"type":"mix3","payload":{"i":11},"onError":[{"$event":"toast","text":"failed: {{error}}"}],
     "steps":[{"id":"r","task":"echo","input":{"j":"{{payload.j}}"}},{"id":"s","task":"echo","dependsOn":[]}]}',
     'mixed, a task that failed');
+
+-- A forEach over 20,000 elements: its payload (about 140 kB) is stored
+-- compressed with lz4 (0010_lz4), its elements numbered in order; the
+-- sort that numbers the step rows has work_mem enough not to spill.
+SELECT dwa.submit(jsonb_build_object('type', 'big', 'payload',
+    jsonb_build_object('xs', (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g)),
+    'steps', '[{"id":"e","task":"noop","forEach":"{{payload.xs}}"}]'::jsonb));
+SELECT is((SELECT pg_column_compression(payload) FROM dwa.tasks WHERE type = 'big'), 'lz4',
+    'a large payload is compressed with lz4');
+SELECT is((SELECT count(*) FROM (SELECT s.item_index, s.input,
+                                        row_number() OVER (ORDER BY s.id) - 1 AS n
+                                   FROM dwa.steps s JOIN dwa.tasks t ON t.id = s.task_id
+                                  WHERE t.type = 'big' AND s.item_index IS NOT NULL) x
+            WHERE x.item_index = x.n AND x.input = to_jsonb(x.n + 1)),
+    20000::bigint, '... its 20,000 elements in order of step id, each with its element');
+SELECT ok((SELECT 'work_mem=64MB' = ANY (proconfig) FROM pg_proc
+            WHERE oid = 'dwa._tasks_inserted()'::regprocedure),
+    'the expansion of an INSERT runs with work_mem 64MB');
 
 -- One invalid definition among good ones of every kind: the whole
 -- statement is rejected, naming the step; of two, the first task's.
