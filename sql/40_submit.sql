@@ -360,16 +360,20 @@ BEGIN
                            0, '{}', '{}', NULL,
                            CASE WHEN NOT t.has_input THEN e.v
                                 WHEN t.etmpl IS NULL THEN t.einput -> 0 ELSE %1$s END,
-                           t.max_attempts, t.timeout, NULL, NULL, NULL, 1, NULL
+                           t.max_attempts, t.timeout, NULL, NULL, NULL, NULL
                       FROM (%2$s) t,
                            jsonb_array_elements(t.val) WITH ORDINALITY AS e(v, i)
                      WHERE t.ok$f$,
                 v_x.item_sql, format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql,
                     v_join, 'p.mode = ''each'''));
         END IF;
-        -- All the step rows in one statement, numbered in task and step
-        -- order as submissions one at a time number them, elements after
-        -- their task's steps.  Roots that are not ok are returned.
+        -- All the step rows in one statement, numbered in task order as
+        -- submissions one at a time number them: a task's steps in order,
+        -- then its forEach elements by element index (the elements of two
+        -- forEach steps alternate).  The sort compares columns at the head
+        -- of its rows: a key computed for it (which kind of row) sat after
+        -- the JSON values, and reading it back was 5 % of a forEach's
+        -- submission.  Roots that are not ok are returned.
         EXECUTE format($f$
             WITH ins AS (
                 INSERT INTO dwa.steps (task_id, step_index, item_index, step_id, task,
@@ -397,13 +401,12 @@ BEGIN
                                 THEN jsonb_array_length(t.val) END AS fe_total,
                            CASE WHEN t.ok AND t.mode = 'each'
                                 THEN now() END AS started_at,
-                           0 AS kind,
                            CASE WHEN t.ok AND t.mode = 'each'
                                 THEN least(coalesce(t.fe_concurrency, jsonb_array_length(t.val)),
                                            jsonb_array_length(t.val)) END AS fe_next
                       FROM (%1$s) t%2$s
                   ) s
-                 ORDER BY task_id, kind, step_index, item_index
+                 ORDER BY task_id, item_index NULLS FIRST, step_index
                 RETURNING id, task_id, step_index, status, priority, run_after, task,
                           queue, backend, item_index IS NULL
                           AND status = 'waiting' AND remaining_deps = 0 AS slow

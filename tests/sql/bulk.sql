@@ -4,7 +4,7 @@
 -- the same task submitted alone gets; a bulk insert with one bad row
 -- stores nothing.
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 
 CREATE TEMP TABLE t0 AS SELECT clock_timestamp() AS t;
 INSERT INTO dwa.tasks (type, payload)
@@ -223,6 +223,12 @@ SELECT is((SELECT count(*) FROM (SELECT s.item_index, s.input,
                                   WHERE t.type = 'big' AND s.item_index IS NOT NULL) x
             WHERE x.item_index = x.n AND x.input = to_jsonb(x.n + 1)),
     20000::bigint, '... its 20,000 elements in order of step id, each with its element');
+SELECT dwa.submit('{"type":"two","steps":[{"id":"a","task":"noop","forEach":[1,2,3]},
+                                           {"id":"b","task":"noop","forEach":["x","y"],"dependsOn":[]}]}');
+SELECT is((SELECT string_agg(s.step_id || coalesce('[' || s.item_index || ']', ''), ' ' ORDER BY s.id)
+             FROM dwa.steps s JOIN dwa.tasks t ON t.id = s.task_id WHERE t.type = 'two'),
+    'a b a[0] b[0] a[1] b[1] a[2]',
+    'two forEach steps: the steps, then their elements by element index, alternating');
 SELECT ok((SELECT 'work_mem=64MB' = ANY (proconfig) FROM pg_proc
             WHERE oid = 'dwa._tasks_inserted()'::regprocedure),
     'the expansion of an INSERT runs with work_mem 64MB');
