@@ -114,14 +114,31 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     fx boolean;
+    v_total integer;
+    v_ids text[];           -- the sink steps
+    v_outs jsonb[];         -- their outputs, pair by pair
 BEGIN
+    -- The sinks, by index for a task of one step: "task_id = ... AND
+    -- item_index IS NULL" alone walks all of the task's entries in
+    -- steps_task_idx, a forEach's elements too.  One sink's output is the
+    -- result as it is: an object of them all, built whether or not it was
+    -- needed, took 90 ms for a forEach of 100,000 elements.
+    SELECT t.steps_total INTO v_total FROM dwa.tasks t WHERE t.id = p_task_id;
+    IF v_total = 1 THEN
+        SELECT array_agg(s.step_id), array_agg(s.output) INTO v_ids, v_outs
+          FROM dwa.steps s
+         WHERE s.task_id = p_task_id AND s.step_index = 0 AND s.item_index IS NULL;
+    ELSE
+        SELECT array_agg(s.step_id), array_agg(s.output) INTO v_ids, v_outs
+          FROM dwa.steps s
+         WHERE s.task_id = p_task_id AND s.item_index IS NULL
+           AND cardinality(s.dependents) = 0;
+    END IF;
     UPDATE dwa.tasks t
        SET status = 'completed', progress = 100, finished_at = now(),
-           result = (SELECT CASE WHEN count(*) = 1 THEN (array_agg(s.output))[1]
-                                 ELSE jsonb_object_agg(s.step_id, s.output) END
-                       FROM dwa.steps s
-                      WHERE s.task_id = p_task_id AND s.item_index IS NULL
-                        AND cardinality(s.dependents) = 0)
+           result = CASE WHEN cardinality(v_outs) = 1 THEN v_outs[1]
+                         ELSE (SELECT jsonb_object_agg(x.id, x.output)
+                                 FROM unnest(v_ids, v_outs) AS x(id, output)) END
      WHERE t.id = p_task_id AND t.status IN ('queued', 'running')
     RETURNING t.on_success IS NOT NULL INTO fx;
     IF FOUND THEN
@@ -145,9 +162,12 @@ DECLARE
     n integer;
     fx boolean;
 BEGIN
+    -- When the first step started: forEach elements start after their
+    -- step, so its steps are enough (reading 100,000 elements took 74 ms).
     UPDATE dwa.tasks t SET status = 'failed', error = p_error, finished_at = now(),
            started_at = coalesce(t.started_at,
-               (SELECT min(s.started_at) FROM dwa.steps s WHERE s.task_id = t.id))
+               (SELECT min(s.started_at) FROM dwa.steps s
+                 WHERE s.task_id = t.id AND s.item_index IS NULL))
      WHERE t.id = p_task_id AND t.status IN ('queued', 'running')
     RETURNING on_error IS NOT NULL INTO fx;
     IF NOT FOUND THEN

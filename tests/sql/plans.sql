@@ -11,12 +11,13 @@
 -- as much of the queue as it has work: claims (unlimited and limited),
 -- cancel, a failed task's ready siblings, deleting a task.  Sequential
 -- scans count too: each would read the whole table.  The statistics of
--- the steps and tasks say "empty" as well, for a batch of ends.
+-- the steps and tasks say "empty" as well, for a batch of ends and for
+-- the task of a forEach of 20,000 elements, marked running and completed.
 --
 -- No enclosing transaction: the statistics must be committed as
 -- autovacuum would leave them.  The database is thrown away.
 SET statement_timeout = '60s';
-SELECT plan(23);
+SELECT plan(27);
 
 ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
 ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
@@ -158,6 +159,32 @@ SELECT is((SELECT count(*) FROM dwa.ready r
             WHERE r.step_id = ANY (ARRAY(SELECT s.id FROM dwa.steps s
                                           WHERE s.task_id = (SELECT cancel_id FROM one)))),
     0::bigint, 'and left the queue');
+
+-- A forEach over 20,000 elements, all done (set here as the ends would
+-- have): completing its task reads its one step by index, not each entry
+-- of the task in steps_task_idx; marking its task running reads the
+-- steps' start times, not the elements'.
+CREATE TEMP TABLE fe AS
+SELECT dwa.submit(jsonb_build_object('type', 'pl.each', 'steps', jsonb_build_array(
+    jsonb_build_object('id', 'e', 'task', 'pl.w',
+                       'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g))))) AS id;
+SELECT is((SELECT count(*) FROM dwa.steps WHERE task_id = (SELECT id FROM fe)), 20001::bigint,
+    'a forEach of 20,000 elements');
+ALTER TABLE fe ADD COLUMN first bigint;
+UPDATE fe SET first = (SELECT s.id FROM dwa.steps s WHERE s.task_id = fe.id AND s.item_index = 0);
+SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa._tasks_started(ARRAY[%s]::bigint[], true)',
+        (SELECT first FROM fe)), 'dwa.steps'),
+    '<', 1000::bigint, 'marking it running reads fewer than 1,000 of the steps (not 20,000)');
+DELETE FROM dwa.ready WHERE step_id IN (SELECT s.id FROM dwa.steps s
+                                          WHERE s.task_id = (SELECT id FROM fe));
+UPDATE dwa.steps SET status = 'succeeded', output = to_jsonb(item_index)
+ WHERE task_id = (SELECT id FROM fe) AND item_index IS NOT NULL;
+UPDATE dwa.steps SET status = 'succeeded', output = '[1, 2]'
+ WHERE task_id = (SELECT id FROM fe) AND item_index IS NULL;
+SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa._complete_task(%s)', (SELECT id FROM fe)), 'dwa.steps'),
+    '<', 20::bigint, 'completing it reads fewer than 20 of the steps (not each entry of the task''s)');
+SELECT results_eq(format('SELECT status, result FROM dwa.tasks WHERE id = %s', (SELECT id FROM fe)),
+    $$VALUES ('completed', '[1, 2]'::jsonb)$$, '... and its result is its step''s output');
 
 -- True statistics again, for the consistency check that follows the test.
 ALTER TABLE dwa.ready RESET (autovacuum_enabled);
