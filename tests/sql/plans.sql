@@ -17,7 +17,7 @@
 -- No enclosing transaction: the statistics must be committed as
 -- autovacuum would leave them.  The database is thrown away.
 SET statement_timeout = '60s';
-SELECT plan(27);
+SELECT plan(28);
 
 ALTER TABLE dwa.ready SET (autovacuum_enabled = off);
 ALTER TABLE dwa.runs SET (autovacuum_enabled = off);
@@ -185,6 +185,15 @@ SELECT cmp_ok(pg_temp.reads_of(format('SELECT dwa._complete_task(%s)', (SELECT i
     '<', 20::bigint, 'completing it reads fewer than 20 of the steps (not each entry of the task''s)');
 SELECT results_eq(format('SELECT status, result FROM dwa.tasks WHERE id = %s', (SELECT id FROM fe)),
     $$VALUES ('completed', '[1, 2]'::jsonb)$$, '... and its result is its step''s output');
+
+-- The queue tables and the hot tables are vacuumed unthrottled (0011):
+-- claims walk the dead entries a throttled vacuum leaves at the head of
+-- dwa.ready's index.
+SELECT is((SELECT count(*) FROM pg_class c
+            WHERE c.oid IN ('dwa.ready'::regclass, 'dwa.runs'::regclass, 'dwa.claims'::regclass,
+                            'dwa.steps'::regclass, 'dwa.tasks'::regclass)
+              AND 'autovacuum_vacuum_cost_delay=0' = ANY (c.reloptions)),
+    5::bigint, 'autovacuum runs unthrottled on the queues, the steps and the tasks');
 
 -- True statistics again, for the consistency check that follows the test.
 ALTER TABLE dwa.ready RESET (autovacuum_enabled);
