@@ -67,6 +67,8 @@ usage(int code)
 "      --outbox-concurrency N  effect deliveries in flight (default: 32)\n"
 "      --retention DUR     delete tasks finished longer ago than DUR, with\n"
 "                          their steps, events and deliveries (default: keep)\n"
+"      --vacuum-every N    vacuum the queue tables after every N steps claimed\n"
+"                          (default: 10000; 0: leave them to autovacuum)\n"
 "      --tasks DIR         register the task programs in DIR on first start\n"
 "                          (default: DWA_TASKS_DIR, else " DWA_TASKS_DIR ")\n"
 "      --keep-workdirs     keep the work directories of program runs and\n"
@@ -416,6 +418,7 @@ main(int argc, char **argv)
 		{ "outbox-concurrency", required_argument, NULL, 'O' },
 		{ "keep-workdirs", no_argument, NULL, 'K' },
 		{ "retention", required_argument, NULL, 'E' },
+		{ "vacuum-every", required_argument, NULL, 'U' },
 		{ "tasks", required_argument, NULL, 'S' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -427,6 +430,7 @@ main(int argc, char **argv)
 	struct sched_config	 cfg = {
 		.concurrency = 16, .batch = 64, .lease_ms = 30000,
 		.poll_ms = 1000, .reap_ms = 1000, .grace_ms = 30000,
+		.vacuum_every = 10000,
 	};
 	struct outbox_config	 ocfg = { .concurrency = 32, .lease_ms = 120000 };
 	struct event_base	*base;
@@ -483,6 +487,10 @@ main(int argc, char **argv)
 			break;
 		case 'E':
 			cfg.retention_ms = opt_duration("retention", optarg, 1000);
+			break;
+		case 'U':
+			cfg.vacuum_every = opt_int("vacuum-every", optarg, 0,
+			    1000000000);
 			break;
 		case 'K':
 			keep_workdirs = 1;

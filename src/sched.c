@@ -145,6 +145,10 @@ struct sched {
 	struct event		*retention_ev;	/* --retention */
 	int			 retaining;	/* a prune batch in flight */
 	int64_t			 retained;	/* tasks pruned this round */
+	int64_t			 claimed;	/* steps claimed since the last vacuum */
+	int			 vacuum_ok;	/* may vacuum the queues: -1 unknown */
+	int			 vacuuming;
+	int64_t			 vacuum_at;	/* when the last vacuum began */
 	struct event		*hold_ev;	/* claim again when a token is due */
 	struct event		*mark_ev;	/* mark the tasks of runs still going */
 	int			 renewing;
@@ -158,6 +162,7 @@ struct sched {
 };
 
 static void	run_exec_done(void *, enum exec_outcome, json_t *, const char *);
+static void	sched_vacuum(struct sched *);
 static void	sched_claim_group(struct sched *, int);
 
 /* A lane's connection when it is up, else the work connection. */
@@ -739,6 +744,8 @@ sched_claim_cb(PGresult *res, const char *error, void *arg)
 		started++;
 	}
 	log_debug("claimed %d", started);
+	s->claimed += started;
+	sched_vacuum(s);
 	if (started > 0 && !evtimer_pending(s->mark_ev, NULL)) {
 		tv.tv_sec = 0;
 		tv.tv_usec = SCHED_MARK_MS * 1000;
@@ -1420,6 +1427,88 @@ sched_taskdir_timer_cb(evutil_socket_t fd __unused, short events __unused,
 	free(ids);
 }
 
+/*
+ * The queues' vacuum.  A claim deletes the ready rows it takes, and the
+ * next claim walks ready_claim_idx from its head: over every entry of a
+ * row deleted since the table was last vacuumed, for only VACUUM removes
+ * the index pages left empty at the head, where nothing is inserted again.
+ * Autovacuum comes by at most once a naptime (a minute by default) and
+ * may be busy with a large table for longer; at 15,000 steps a second a
+ * claim walked a million dead entries (2,500 index pages, 35 ms).  So, as
+ * PgQ's daemon does for its queues, dwad vacuums dwa.ready, dwa.claims
+ * and dwa.runs itself after every --vacuum-every steps it claimed, at most
+ * once a second.  It skips a table another vacuum holds, and never
+ * truncates one: that takes a lock every claim would wait behind.  Only a
+ * table's owner (or the database's) may vacuum it: a daemon whose role
+ * may not leaves it to autovacuum.
+ */
+#define SCHED_VACUUM_MIN_MS	1000
+
+static void
+sched_vacuum_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+
+	s->vacuuming = 0;
+	if (res == NULL && sched_house_error(s))
+		log_error("vacuuming the queues failed: %s", error);
+}
+
+static void
+sched_vacuum(struct sched *s)
+{
+	int64_t	 now;
+
+	if (s->vacuum_ok != 1 || s->vacuuming || s->draining ||
+	    s->cfg.vacuum_every == 0 || s->claimed < s->cfg.vacuum_every)
+		return;
+	now = util_now_ms();
+	if (now - s->vacuum_at < SCHED_VACUUM_MIN_MS)
+		return;
+	if (db_query(sched_house_db(s), "VACUUM (SKIP_LOCKED, TRUNCATE false) "
+	    "dwa.ready, dwa.claims, dwa.runs", 0, NULL, sched_vacuum_cb,
+	    s) == 0) {
+		s->vacuuming = 1;
+		s->vacuum_at = now;
+		s->claimed = 0;
+	}
+}
+
+/* Whether this daemon's role may vacuum the queues: asked once. */
+static void
+sched_vacuum_ok_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+
+	if (res == NULL) {
+		s->vacuum_ok = -1;	/* asked again on the next registration */
+		if (sched_house_error(s))
+			log_error("cannot tell whether the queues may be "
+			    "vacuumed: %s", error);
+		return;
+	}
+	s->vacuum_ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (!s->vacuum_ok)
+		log_info("queue vacuum: off, role %s may not vacuum "
+		    "dwa.ready, dwa.claims and dwa.runs (their owner or the "
+		    "database's may); autovacuum keeps them",
+		    PQgetvalue(res, 0, 1));
+}
+
+static void
+sched_vacuum_check(struct sched *s)
+{
+	if (s->vacuum_ok != -1 || s->cfg.vacuum_every == 0)
+		return;
+	if (db_query(sched_house_db(s), "SELECT bool_and(pg_has_role(c.relowner, "
+	    "'USAGE') OR pg_has_role(d.datdba, 'USAGE')), current_user "
+	    "FROM pg_class c, pg_database d WHERE c.oid IN ('dwa.ready'::regclass, "
+	    "'dwa.claims'::regclass, 'dwa.runs'::regclass) "
+	    "AND d.datname = current_database()", 0, NULL, sched_vacuum_ok_cb,
+	    s) == 0)
+		s->vacuum_ok = -2;	/* asking */
+}
+
 #define SCHED_RETENTION_S	5
 #define SCHED_RETENTION_BATCH	5000
 
@@ -1504,6 +1593,7 @@ sched_register_cb(PGresult *res, const char *error, void *arg)
 	/* Adopt what we still hold, before anyone reaps it. */
 	sched_renew(s);
 	sched_registry_load(s);
+	sched_vacuum_check(s);
 	s->want_claim = 1;
 }
 
@@ -1655,6 +1745,8 @@ sched_create(struct event_base *base, struct db *db,
 	s->db = db;
 	s->cfg = *cfg;
 	s->cfg.name = xstrdup(cfg->name);
+	s->vacuum_ok = -1;
+	s->vacuum_at = util_now_ms() - SCHED_VACUUM_MIN_MS;
 	TAILQ_INIT(&s->runs);
 	TAILQ_INIT(&s->batches);
 	for (int i = 0; i < SCHED_LANES; i++) {

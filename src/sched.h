@@ -39,6 +39,8 @@ struct sched_config {
 	const char	*queues;	/* --queues as an array literal; NULL: all */
 	int		 keep_workdirs;	/* keep the directories of done tasks */
 	int64_t		 retention_ms;	/* prune finished tasks older; 0: never */
+	int64_t		 vacuum_every;	/* vacuum the queues after as many
+					   claimed steps; 0: never */
 };
 
 struct sched;
