@@ -19,13 +19,18 @@ run_noops() {
 	wait_until 30 sql_true "SELECT count(*) = 0 FROM dwa.tasks WHERE status <> 'completed'"
 }
 
+# stop NAME: stop daemon NAME and wait until it is gone.
+stop() {
+	kill -TERM "$(dwad_pid "$1")"
+	wait_until 10 sh -c "! kill -0 $(dwad_pid "$1") 2>/dev/null"
+}
+
 # Never: the threshold is 0.
 dwad_start d0 --vacuum-every 0 --batch 16 || bail "dwad did not start"
 run_noops 300
 ok $? "with --vacuum-every 0, 300 tasks complete"
 is "$(vacuums ready)/$(vacuums claims)/$(vacuums runs)" 0/0/0 "and dwad vacuumed no queue table"
-kill -TERM "$(dwad_pid d0)"
-wait_until 10 sh -c "! kill -0 $(dwad_pid d0) 2>/dev/null"
+stop d0
 
 # Every 50 steps claimed, at most once a second.
 dwad_start d1 --vacuum-every 50 --batch 16 || bail "dwad did not start"
@@ -35,8 +40,7 @@ wait_until 5 sql_true "SELECT count(*) = 3 FROM pg_stat_user_tables
     WHERE relid IN ('dwa.ready'::regclass, 'dwa.claims'::regclass, 'dwa.runs'::regclass)
       AND vacuum_count > 0"
 ok $? "and dwad vacuumed dwa.ready, dwa.claims and dwa.runs"
-kill -TERM "$(dwad_pid d1)"
-wait_until 10 sh -c "! kill -0 $(dwad_pid d1) 2>/dev/null"
+stop d1
 
 # A role with every privilege of DWA's that owns neither the tables nor
 # the database: no vacuum, one line in the log, the steps run.
@@ -53,8 +57,7 @@ is "$(grep -c "queue vacuum: off, role $ROLE may not vacuum dwa.ready" "$T_TMP/d
 # Logged at debug level (-vv), a VACUUM tried would have been refused.
 grep -q "can vacuum it" "$T_TMP/d2.log"
 ok $((! $?)) "and tries no VACUUM"
-kill -TERM "$(dwad_pid d2)"
-wait_until 10 sh -c "! kill -0 $(dwad_pid d2) 2>/dev/null"
+stop d2
 sql "DROP OWNED BY $ROLE; DROP ROLE $ROLE" >/dev/null
 
 run "$DWAD" --vacuum-every -1
