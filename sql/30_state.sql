@@ -8,8 +8,9 @@
 -- first, then the ready rows of its steps (dwa.ready), then its step rows,
 -- then their runs (dwa.runs).  Callers lock the task row.
 --
--- dwa.steps is indexed only by columns that never change, so that the
--- updates here are HOT: a step that becomes ready gets a row in dwa.ready
+-- dwa.steps is indexed only by columns that never change (but for the
+-- counters of forEach steps making elements in chunks, in the predicate
+-- of steps_chunked_idx), so that the updates here are HOT: a step that becomes ready gets a row in dwa.ready
 -- in the same statement, one that stops being ready loses it first; a run
 -- has a row in dwa.runs from its claim to its end, or, claimed by dwad,
 -- a place in its claim batch's row of dwa.claims (dwa.running shows both).
@@ -240,6 +241,7 @@ DECLARE
     inp jsonb;
     arr jsonb;
     n integer;
+    chunked boolean;
     msg text;
 BEGIN
     SELECT * INTO s FROM dwa.steps WHERE id = p_id;
@@ -261,6 +263,20 @@ BEGIN
                         jsonb_typeof(arr) USING ERRCODE = '22023';
                 END IF;
                 n := jsonb_array_length(arr);
+                -- Chunked (see dwa._fe_chunk): the inputs of all the
+                -- elements go into the step's input, the first chunk's
+                -- rows are made.
+                chunked := s.fe_concurrency IS NULL AND n > dwa._fe_chunk();
+                IF chunked THEN
+                    IF (s.def ->> 'hasInput')::boolean THEN
+                        SELECT jsonb_agg(dwa._render(s.def -> 'input', ctx, e.v,
+                                                     (e.i - 1)::integer) ORDER BY e.i)
+                          INTO inp
+                          FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
+                    ELSE
+                        inp := arr;
+                    END IF;
+                END IF;
                 IF n > 0 THEN
                     WITH e AS (
                         INSERT INTO dwa.steps (task_id, step_index, item_index, step_id,
@@ -272,11 +288,13 @@ BEGIN
                                s.queue, s.priority, s.backend, greatest(now(), t.run_at),
                                s.max_attempts,
                                s.timeout,
-                               CASE WHEN (s.def ->> 'hasInput')::boolean
+                               CASE WHEN NOT chunked AND (s.def ->> 'hasInput')::boolean
                                     THEN dwa._render(s.def -> 'input', ctx, e.v,
                                                      (e.i - 1)::integer)
                                     ELSE e.v END
-                          FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i)
+                          FROM jsonb_array_elements(CASE WHEN chunked THEN inp ELSE arr END)
+                               WITH ORDINALITY AS e(v, i)
+                         WHERE NOT chunked OR e.i <= dwa._fe_chunk()
                         RETURNING id, status, priority, run_after, task, queue, backend
                     )
                     INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
@@ -301,7 +319,9 @@ BEGIN
                 RETURN;
             END IF;
             UPDATE dwa.steps SET status = 'running', fe_total = n, fe_remaining = n,
-                   fe_next = least(coalesce(s.fe_concurrency, n), n), started_at = now()
+                   fe_next = CASE WHEN chunked THEN dwa._fe_chunk()
+                                  ELSE least(coalesce(s.fe_concurrency, n), n) END,
+                   input = CASE WHEN chunked THEN inp END, started_at = now()
              WHERE id = p_id;
             PERFORM pg_notify('dwa_wake', '');
             RETURN;
@@ -362,6 +382,111 @@ $$;
 COMMENT ON FUNCTION dwa._start_elements(bigint, integer, integer, integer) IS
     'Make ready the next p_n waiting elements of a forEach step, from its cursor';
 
+-- A forEach step without forEachConcurrency and with more elements than
+-- this starts them in chunks of this many: its expansion makes the rows
+-- of the first chunk and keeps the inputs of all the elements in the
+-- step's input; each chunk after it is made (dwa._expand) as the one
+-- before runs out.  Every row made starts at once, so fe_next counts the
+-- rows made.  A submission of 100,000 elements made them all in one
+-- statement (0.8 s) while the daemons waited for it to commit; a chunk
+-- takes about 60 ms, made on a daemon's housekeeping connection while its
+-- other connections run the chunk before.
+CREATE OR REPLACE FUNCTION dwa._fe_chunk()
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 8192 $$;
+COMMENT ON FUNCTION dwa._fe_chunk() IS
+    'How many elements of a large forEach step without forEachConcurrency are made at a time';
+
+-- _expand_wanted: after elements of a chunked forEach step finished (the
+-- caller holds its row, p_id, whose counters it has just updated): with
+-- a chunk or less made and not finished, ask the daemons to make the next
+-- one (NOTIFY dwa_expand, the step's id); with none, make it now, unless
+-- someone is making it (who then starts its elements).
+CREATE OR REPLACE FUNCTION dwa._expand_wanted(p_id bigint, p_total integer,
+    p_remaining integer, p_next integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF p_next >= p_total OR p_remaining <= 0 THEN
+        RETURN;
+    END IF;
+    IF p_next - (p_total - p_remaining) > 0 THEN
+        IF p_next - (p_total - p_remaining) <= dwa._fe_chunk() THEN
+            PERFORM pg_notify('dwa_expand', p_id::text);
+        END IF;
+    ELSE
+        PERFORM dwa._expand(p_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION dwa._expand_wanted(bigint, integer, integer, integer) IS
+    'Ask for the next chunk of a chunked forEach step when little is left to run; make it when nothing is';
+
+-- _expand: make the next chunk of elements of a chunked forEach step (see
+-- dwa._fe_chunk), ready at once; returns how many.  One maker at a time,
+-- by a transaction-scoped advisory lock on the step: a second one, or one
+-- that finds the step no longer running or its elements all made, makes
+-- nothing.  The step's row is updated last, so that the lock on it, which
+-- the ends of its elements take too, is held only to the commit: a maker
+-- waiting for it holds nothing they wait for (they only try the advisory
+-- lock).
+CREATE OR REPLACE FUNCTION dwa._expand(p_id bigint)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p dwa.steps;
+    v_in jsonb;
+    v_to integer;
+    n integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(dwa._lock_class() + 1, hashint8(p_id)) THEN
+        RETURN 0;
+    END IF;
+    -- Read after the lock: a maker before this one has committed.
+    SELECT * INTO p FROM dwa.steps WHERE id = p_id;
+    IF NOT FOUND OR p.status IS DISTINCT FROM 'running' OR p.item_index IS NOT NULL
+        OR p.fe_concurrency IS NOT NULL OR p.fe_next IS NULL OR p.fe_next >= p.fe_total
+        OR jsonb_typeof(p.input) IS DISTINCT FROM 'array' THEN
+        RETURN 0;
+    END IF;
+    v_to := least(p.fe_next + dwa._fe_chunk(), p.fe_total);
+    -- The inputs decompressed once: stored, they are compressed, and each
+    -- element taken from them would decompress all of them again.
+    v_in := p.input || '[]'::jsonb;
+    BEGIN
+        WITH e AS (
+            INSERT INTO dwa.steps (task_id, step_index, item_index, step_id, task, status,
+                queue, priority, backend, run_after, max_attempts, timeout, input)
+            SELECT p.task_id, p.step_index, g, p.step_id, p.task, 'ready', p.queue,
+                   p.priority, p.backend, now(), p.max_attempts, p.timeout, v_in -> g
+              FROM generate_series(p.fe_next, v_to - 1) g
+            RETURNING id, priority, run_after, task, queue, backend
+        )
+        INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
+        SELECT e.id, e.priority, e.run_after, e.task, e.queue, e.backend FROM e;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        -- Only if the step still runs: a cancel, a failure of one of its
+        -- elements or the deletion of its task, committed meanwhile, takes
+        -- the rows made back.
+        UPDATE dwa.steps SET fe_next = v_to
+         WHERE id = p_id AND fe_next = p.fe_next AND status = 'running';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'forEach step % stopped while its elements were made', p_id
+                USING ERRCODE = '55000';
+        END IF;
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        RETURN 0;
+    END;
+    PERFORM pg_notify('dwa_wake', '');
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dwa._expand(bigint) IS
+    'Make the next chunk of a chunked forEach step''s elements, ready at once; returns how many';
+
 -- _step_succeeded: a step's output is recorded: release what waited on it.
 CREATE OR REPLACE FUNCTION dwa._step_succeeded(p_id bigint)
 RETURNS void
@@ -385,8 +510,11 @@ BEGIN
             RETURN;
         END IF;
         IF p.fe_remaining > 0 THEN
-            -- Start the next waiting element, if any: the one at the cursor.
-            IF p.fe_next < p.fe_total THEN
+            -- Start the next waiting element, if any: the one at the cursor;
+            -- or, chunked, see that the next chunk comes.
+            IF p.fe_concurrency IS NULL THEN
+                PERFORM dwa._expand_wanted(p.id, p.fe_total, p.fe_remaining, p.fe_next);
+            ELSIF p.fe_next < p.fe_total THEN
                 UPDATE dwa.steps SET fe_next = fe_next + 1 WHERE id = p.id;
                 PERFORM dwa._start_elements(s.task_id, s.step_index, p.fe_next, 1);
             END IF;

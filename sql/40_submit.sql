@@ -363,7 +363,7 @@ BEGIN
                            t.max_attempts, t.timeout, NULL, NULL, NULL, NULL
                       FROM (%2$s) t,
                            jsonb_array_elements(t.val) WITH ORDINALITY AS e(v, i)
-                     WHERE t.ok$f$,
+                     WHERE t.ok AND (e.i <= dwa._fe_chunk() OR t.fe_concurrency IS NOT NULL)$f$,
                 v_x.item_sql, format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql,
                     v_join, 'p.mode = ''each'''));
         END IF;
@@ -395,14 +395,23 @@ BEGIN
                                 ELSE coalesce(t.run_at, now()) END AS run_after,
                            t.remaining_deps, t.depends_on, t.dependents, t.def,
                            CASE WHEN NOT t.ok THEN NULL WHEN t.mode = 'payload'
-                                THEN t.payload WHEN t.mode = 'input' THEN t.val END AS input,
+                                THEN t.payload WHEN t.mode = 'input' THEN t.val
+                                WHEN t.mode = 'each' AND t.fe_concurrency IS NULL
+                                     AND jsonb_array_length(t.val) > dwa._fe_chunk()
+                                THEN CASE WHEN NOT t.has_input THEN t.val
+                                          ELSE (SELECT jsonb_agg(CASE WHEN t.etmpl IS NULL
+                                                    THEN t.einput -> 0 ELSE %3$s END
+                                                    ORDER BY e.i)
+                                                  FROM jsonb_array_elements(t.val)
+                                                       WITH ORDINALITY AS e(v, i)) END
+                                END AS input,
                            t.max_attempts, t.timeout, t.fe_concurrency,
                            CASE WHEN t.ok AND t.mode = 'each'
                                 THEN jsonb_array_length(t.val) END AS fe_total,
                            CASE WHEN t.ok AND t.mode = 'each'
                                 THEN now() END AS started_at,
                            CASE WHEN t.ok AND t.mode = 'each'
-                                THEN least(coalesce(t.fe_concurrency, jsonb_array_length(t.val)),
+                                THEN least(coalesce(t.fe_concurrency, dwa._fe_chunk()),
                                            jsonb_array_length(t.val)) END AS fe_next
                       FROM (%1$s) t%2$s
                   ) s
@@ -417,7 +426,7 @@ BEGIN
             )
             SELECT array_agg(task_id), array_agg(step_index) FROM ins WHERE slow$f$,
             format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql, v_join, 'true'),
-            v_each)
+            v_each, v_x.item_sql)
         INTO v_slow_tasks, v_slow_steps USING v_x.rows, v_defs;
 
         -- The roots left (templates without values, forEach arrays that

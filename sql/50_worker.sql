@@ -544,6 +544,7 @@ DECLARE
     n integer;
     st text;
     left_n integer;
+    v_total integer;
     v_parent bigint;
     v_rest bigint[];
     v_restset jsonb;
@@ -654,18 +655,23 @@ BEGIN
                   GROUP BY 1, 2 ORDER BY 1, 2
         LOOP
             UPDATE dwa.steps p SET fe_remaining = p.fe_remaining - r.n,
-                   fe_next = least(p.fe_next + r.n, p.fe_total)
+                   fe_next = CASE WHEN p.fe_concurrency IS NULL THEN p.fe_next
+                                  ELSE least(p.fe_next + r.n, p.fe_total) END
              WHERE p.task_id = r.task_id AND p.step_index = r.step_index
                AND p.item_index IS NULL
-            RETURNING p.status, p.fe_remaining, p.fe_next, p.fe_concurrency IS NOT NULL
-              INTO st, left_n, n, windowed;
+            RETURNING p.id, p.status, p.fe_remaining, p.fe_next, p.fe_total,
+                      p.fe_concurrency IS NOT NULL
+              INTO v_parent, st, left_n, n, v_total, windowed;
             CONTINUE WHEN st IS DISTINCT FROM 'running';
             IF left_n > 0 THEN
                 -- Those before the cursor that still wait (at the end of
                 -- the elements, fewer than r.n).  Without forEachConcurrency
-                -- none waits: all started with the step (or its retry).
+                -- none waits: all the rows made started with the step (or
+                -- its retry), the next chunk's are made when it is due.
                 IF windowed THEN
                     PERFORM dwa._start_elements(r.task_id, r.step_index, n - r.n, r.n);
+                ELSE
+                    PERFORM dwa._expand_wanted(v_parent, v_total, left_n, n);
                 END IF;
             ELSE
                 UPDATE dwa.steps p SET status = 'succeeded', finished_at = now(), progress = 100,
@@ -1045,6 +1051,18 @@ BEGIN
         PERFORM pg_notify('dwa_outbox', '');
     END IF;
     DELETE FROM dwa.workers WHERE id = ANY (dead);
+    -- Chunked forEach steps with more elements to make and none of those
+    -- made left to run: the transaction that was making the next chunk
+    -- did not commit (its daemon went away), and no end is left to ask
+    -- again.  Last: the step row's lock may be waited for while holding
+    -- those above; the ends that hold it took their tasks' locks first.
+    FOR r IN SELECT p.id FROM dwa.steps p
+              WHERE p.fe_next < p.fe_total AND p.fe_concurrency IS NULL
+                AND p.status = 'running'
+                AND p.fe_next - (p.fe_total - p.fe_remaining) <= 0
+    LOOP
+        PERFORM dwa._expand(r.id);
+    END LOOP;
     RETURN n;
 END
 $$;

@@ -76,10 +76,13 @@ BEGIN
            lease_until = NULL, started_at = NULL, finished_at = NULL, progress = NULL
      WHERE task_id = p_task_id AND item_index IS NOT NULL
        AND status IN ('failed', 'cancelled', 'skipped');
+    -- Those of a chunked step not made yet count as not finished.
     UPDATE dwa.steps p SET status = 'running', error = NULL, finished_at = NULL,
            fe_remaining = (SELECT count(*) FROM dwa.steps c
                             WHERE c.task_id = p.task_id AND c.step_index = p.step_index
                               AND c.item_index IS NOT NULL AND c.status <> 'succeeded')
+                          + CASE WHEN p.fe_concurrency IS NULL
+                                 THEN p.fe_total - coalesce(p.fe_next, p.fe_total) ELSE 0 END
      WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
        AND p.status IN ('failed', 'cancelled', 'skipped');
     WITH c AS (
@@ -97,14 +100,20 @@ BEGIN
     INSERT INTO dwa.ready (step_id, priority, run_after, task, queue, backend)
     SELECT c.id, c.priority, c.run_after, c.task, c.queue, c.backend FROM c;
     -- The cursors: the first element that still waits (those before it
-    -- were started, now or before the task stopped).
+    -- were started, now or before the task stopped).  A chunked step's
+    -- counts the rows made, all started; with none of them left to run,
+    -- its next chunk is made now.
     UPDATE dwa.steps p
        SET fe_next = coalesce((SELECT min(e.item_index) FROM dwa.steps e
                                 WHERE e.task_id = p.task_id AND e.step_index = p.step_index
                                   AND e.item_index IS NOT NULL AND e.status = 'waiting'),
                               p.fe_total)
      WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
-       AND p.status = 'running';
+       AND p.fe_concurrency IS NOT NULL AND p.status = 'running';
+    PERFORM dwa._expand(p.id) FROM dwa.steps p
+     WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
+       AND p.fe_concurrency IS NULL AND p.status = 'running' AND p.fe_next < p.fe_total
+       AND p.fe_next - (p.fe_total - p.fe_remaining) <= 0;
 
     -- Every other step that did not succeed waits for its dependencies again.
     UPDATE dwa.steps s SET status = 'waiting', attempt = 0, error = NULL, run_id = NULL,

@@ -63,14 +63,15 @@ enum {
 	CMD_WATCH_STEP_ID,
 	CMD_WATCH_STATUS,
 	CMD_WATCH_PROGRESS,
-	CMD_WATCH_ERROR
+	CMD_WATCH_ERROR,
+	CMD_WATCH_ELEMENTS
 };
 
 static const char *cmd_watch_task_sql =
     "SELECT type, status, progress, error FROM dwa.tasks WHERE id = $1";
 static const char *cmd_watch_steps_sql =
     "SELECT step_index, coalesce(item_index, -1), step_id, status, "
-    "  progress, error "
+    "  progress, error, elements "
     "FROM dwa.task_steps WHERE task_id = $1 "
     "ORDER BY step_index, item_index NULLS FIRST";
 
@@ -275,7 +276,10 @@ cmd_watch_draw(struct cmd_watch *w, const PGresult *task,
 	free(line);
 	nlines++;
 
-	/* One line per step; forEach elements are counted on theirs. */
+	/*
+	 * One line per step; forEach elements are counted on theirs, out of
+	 * all of them (a large forEach makes their rows in chunks).
+	 */
 	for (r = 0; r < nrows; r = e) {
 		total = done = 0;
 		for (e = r + 1; e < nrows && atoi(PQgetvalue(steps, e,
@@ -285,6 +289,8 @@ cmd_watch_draw(struct cmd_watch *w, const PGresult *task,
 			    "succeeded") == 0)
 				done++;
 		}
+		if (total > 0 && !PQgetisnull(steps, r, CMD_WATCH_ELEMENTS))
+			total = atoi(PQgetvalue(steps, r, CMD_WATCH_ELEMENTS));
 		if (nlines >= rows - 2) {
 			hidden++;
 			continue;

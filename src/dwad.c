@@ -268,6 +268,8 @@ dwad_notify_cb(const char *channel, const char *payload, void *arg)
 		sched_cancel_task(arg, strtoll(payload, NULL, 10));
 	else if (strcmp(channel, "dwa_outbox") == 0)
 		outbox_wake(dwad_outbox);
+	else if (strcmp(channel, "dwa_expand") == 0)
+		sched_expand(arg, strtoll(payload, NULL, 10));
 	else
 		sched_wake(arg);
 }
@@ -581,6 +583,7 @@ main(int argc, char **argv)
 	    dwad_sched);
 	db_listen(listen, "dwa_wake", dwad_notify_cb, dwad_sched);
 	db_listen(listen, "dwa_cancel", dwad_notify_cb, dwad_sched);
+	db_listen(listen, "dwa_expand", dwad_notify_cb, dwad_sched);
 	db_listen(listen, "dwa_outbox", dwad_notify_cb, dwad_sched);
 
 	ev_term = evsignal_new(base, SIGTERM, dwad_signal_cb, base);

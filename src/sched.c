@@ -59,6 +59,9 @@
 /* Mark the tasks of runs still going this long after their claim. */
 #define SCHED_MARK_MS	20
 
+/* Chunked forEach steps queued for their next elements (sched_expand). */
+#define SCHED_EXPAND_MAX	64
+
 /*
  * A claim's runs recorded as one row of dwa.claims.  Its runs, then their
  * ends waiting in a lane, point to it until they are settled.
@@ -159,6 +162,11 @@ struct sched {
 						   -1 unknown, -2 being asked */
 	int			 vacuuming;
 	int64_t			 vacuum_at;	/* when the last vacuum began */
+	int64_t			 expand[SCHED_EXPAND_MAX]; /* chunked forEach
+						   steps due for elements; the
+						   first in flight if expanding */
+	int			 nexpand;
+	int			 expanding;
 	struct event		*hold_ev;	/* claim again when a token is due */
 	struct event		*mark_ev;	/* mark the tasks of runs still going */
 	int			 renewing;
@@ -172,6 +180,7 @@ struct sched {
 };
 
 static void	run_exec_done(void *, enum exec_outcome, json_t *, const char *);
+static void	sched_expand_next(struct sched *);
 static void	sched_vacuum(struct sched *);
 static void	sched_claim_group(struct sched *, int);
 
@@ -1519,6 +1528,65 @@ sched_vacuum_check(struct sched *s)
 	    "AND d.datname = current_database()", 0, NULL, sched_vacuum_ok_cb,
 	    s) == 0)
 		s->vacuum_ok = -2;	/* asking */
+}
+
+/*
+ * The ends of a chunked forEach step's elements ask (NOTIFY dwa_expand) for
+ * its next chunk while the one made still runs: made here, on the
+ * housekeeping connection, one step at a time, in parallel with the claims
+ * and ends of the chunk before.  A step asked for again while queued or in
+ * flight is not queued twice, nor one past SCHED_EXPAND_MAX: its ends ask
+ * again, and make the chunk themselves when nothing made is left to run.
+ */
+static void
+sched_expand_cb(PGresult *res, const char *error, void *arg)
+{
+	struct sched	*s = arg;
+	int64_t		 step_id = s->expand[0];
+
+	s->expanding = 0;
+	s->nexpand--;
+	memmove(s->expand, s->expand + 1, s->nexpand * sizeof(s->expand[0]));
+	if (res == NULL) {
+		if (sched_house_error(s))
+			log_error("making the next elements of forEach step "
+			    "%lld failed: %s", (long long)step_id, error);
+	} else if (PQntuples(res) == 1 &&
+	    strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		log_debug("forEach step %lld: %s more elements made",
+		    (long long)step_id, PQgetvalue(res, 0, 0));
+	sched_expand_next(s);
+}
+
+static void
+sched_expand_next(struct sched *s)
+{
+	char		 id[24];
+	const char	*params[1] = { id };
+
+	if (s->expanding || s->nexpand == 0 || s->draining)
+		return;
+	snprintf(id, sizeof(id), "%lld", (long long)s->expand[0]);
+	if (db_query_prepared(sched_house_db(s), "expand",
+	    "SELECT dwa._expand($1::bigint)", 1, params, sched_expand_cb,
+	    s) == 0)
+		s->expanding = 1;
+}
+
+void
+sched_expand(struct sched *s, int64_t step_id)
+{
+	int	i;
+
+	if (s->worker_id == 0 || s->draining || step_id <= 0)
+		return;
+	for (i = 0; i < s->nexpand; i++)
+		if (s->expand[i] == step_id)
+			return;
+	if (s->nexpand == SCHED_EXPAND_MAX)
+		return;
+	s->expand[s->nexpand++] = step_id;
+	sched_expand_next(s);
 }
 
 #define SCHED_RETENTION_S	5

@@ -57,6 +57,7 @@ char		*sched_types_literal(const struct sched_config *, char *const *,
 void		 sched_wake(struct sched *);
 int		 sched_worker_id(const struct sched *);
 void		 sched_cancel_task(struct sched *, int64_t);
+void		 sched_expand(struct sched *, int64_t);
 void		 sched_after_pass(struct sched *);
 void		 sched_drain(struct sched *);
 int		 sched_finished(const struct sched *);

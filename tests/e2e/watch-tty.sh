@@ -11,11 +11,11 @@
 # 2. Without a terminal it prints plain lines, no escape sequences, and
 #    exits 0 once the task completed.
 . "$(dirname "$0")/../lib/harness.sh"
-plan 17
+plan 18
 
 db_setup
 sql "INSERT INTO dwa.task_types (name, executor) VALUES ('tty.work', 'worker'),
-    ('tty.fail', 'worker'), ('tty.plain', 'worker')" >/dev/null ||
+    ('tty.fail', 'worker'), ('tty.plain', 'worker'), ('tty.each', 'worker')" >/dev/null ||
     bail "cannot register types"
 
 # claim TYPE: claim the ready step of TYPE; its run id goes to
@@ -99,6 +99,21 @@ is "$?" 1 "on a terminal, watch exits 1 for a failed task"
 shows "$T_TMP/tty-fail.out" "task $F tty.fail  failed: step \"0\": model not found"
 ok $? "the last picture has the task's error"
 
+# A forEach of 20,000 elements, whose rows are made in chunks: its line
+# counts the elements done out of all of them, not out of the rows made.
+E=$(sql "SELECT dwa.submit(jsonb_build_object('type', 'each', 'steps', jsonb_build_array(
+    jsonb_build_object('id', 'e', 'task', 'tty.each',
+        'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g)))))")
+sql "SELECT count(dwa.complete(run_id, '{}')) FROM dwa.claim('tty-worker', ARRAY['tty.each'], 10)" \
+    >/dev/null
+on_tty "'$DWA' watch $E --interval 100ms" >"$T_TMP/tty-each.out" 2>&1 &
+WE=$!
+T_PIDS="$T_PIDS $WE"
+wait_until 10 shows "$T_TMP/tty-each.out" "  e +running +\[\.+\]   0%  10/20000"
+ok $? "a large forEach's line counts its elements done out of all 20,000: 10/20000"
+sql "SELECT dwa.cancel($E)" >/dev/null
+wait_until 10 gone "$WE"
+
 # --- 2. without a terminal -----------------------------------------------------------------
 
 P=$(submit '{"type": "tty.plain"}')
@@ -121,7 +136,7 @@ is "$(grep -c "$(printf '\033')" "$T_TMP/plain.out")$(grep -c '\[[#.]*\]' "$T_TM
     00 "no escape sequences and no bars off a terminal"
 
 if [ "$T_FAILED" != 0 ]; then
-	for f in tty tty-fail plain; do
+	for f in tty tty-fail tty-each plain; do
 		diag "--- $f.out (escapes made visible)"
 		cat -v "$T_TMP/$f.out" | tail -n 40 | sed 's/^/# /'
 	done

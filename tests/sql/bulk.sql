@@ -4,7 +4,7 @@
 -- the same task submitted alone gets; a bulk insert with one bad row
 -- stores nothing.
 BEGIN;
-SELECT plan(40);
+SELECT plan(41);
 
 CREATE TEMP TABLE t0 AS SELECT clock_timestamp() AS t;
 INSERT INTO dwa.tasks (type, payload)
@@ -210,7 +210,8 @@ SELECT * FROM pg_temp.alone('{"type":"mix3","payload":{"i":11},"onError":[{"$eve
     'mixed, a task that failed');
 
 -- A forEach over 20,000 elements: its payload (about 140 kB) is stored
--- compressed with lz4 (0010_lz4), its elements numbered in order; the
+-- compressed with lz4 (0010_lz4), the rows of its first chunk of elements
+-- numbered in order, all its elements kept in its step's input; the
 -- sort that numbers the step rows has work_mem enough not to spill.
 SELECT dwa.submit(jsonb_build_object('type', 'big', 'payload',
     jsonb_build_object('xs', (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g)),
@@ -222,7 +223,12 @@ SELECT is((SELECT count(*) FROM (SELECT s.item_index, s.input,
                                    FROM dwa.steps s JOIN dwa.tasks t ON t.id = s.task_id
                                   WHERE t.type = 'big' AND s.item_index IS NOT NULL) x
             WHERE x.item_index = x.n AND x.input = to_jsonb(x.n + 1)),
-    20000::bigint, '... its 20,000 elements in order of step id, each with its element');
+    dwa._fe_chunk()::bigint,
+    '... the first chunk of its elements in order of step id, each with its element');
+SELECT is((SELECT s.input FROM dwa.steps s JOIN dwa.tasks t ON t.id = s.task_id
+            WHERE t.type = 'big' AND s.item_index IS NULL),
+          (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g),
+    '... and its step''s input holds all 20,000 elements');
 SELECT dwa.submit('{"type":"two","steps":[{"id":"a","task":"noop","forEach":[1,2,3]},
                                            {"id":"b","task":"noop","forEach":["x","y"],"dependsOn":[]}]}');
 SELECT is((SELECT string_agg(s.step_id || coalesce('[' || s.item_index || ']', ''), ' ' ORDER BY s.id)

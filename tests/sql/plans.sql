@@ -163,10 +163,11 @@ SELECT is((SELECT count(*) FROM dwa.ready r
 -- A forEach over 20,000 elements, all done (set here as the ends would
 -- have): completing its task reads its one step by index, not each entry
 -- of the task in steps_task_idx; marking its task running reads the
--- steps' start times, not the elements'.
+-- steps' start times, not the elements'.  With forEachConcurrency, all
+-- the elements' rows are made at once (not in chunks).
 CREATE TEMP TABLE fe AS
 SELECT dwa.submit(jsonb_build_object('type', 'pl.each', 'steps', jsonb_build_array(
-    jsonb_build_object('id', 'e', 'task', 'pl.w',
+    jsonb_build_object('id', 'e', 'task', 'pl.w', 'forEachConcurrency', 20000,
                        'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, 20000) g))))) AS id;
 SELECT is((SELECT count(*) FROM dwa.steps WHERE task_id = (SELECT id FROM fe)), 20001::bigint,
     'a forEach of 20,000 elements');
