@@ -10,10 +10,11 @@
 --
 -- dwa.steps is indexed only by columns that never change (but for the
 -- counters of forEach steps making elements in chunks, in the predicate
--- of steps_chunked_idx), so that the updates here are HOT: a step that becomes ready gets a row in dwa.ready
--- in the same statement, one that stops being ready loses it first; a run
--- has a row in dwa.runs from its claim to its end, or, claimed by dwad,
--- a place in its claim batch's row of dwa.claims (dwa.running shows both).
+-- of steps_chunked_idx), so that the updates here are HOT: a step that
+-- becomes ready gets a row in dwa.ready in the same statement, one that
+-- stops being ready loses it first; a run has a row in dwa.runs from its
+-- claim to its end, or, claimed by dwad, a place in its claim batch's row
+-- of dwa.claims (dwa.running shows both).
 
 -- running: the runs in flight, wherever they are recorded: dwa.runs, and
 -- the pairs of dwad's batches (dwa.claims) whose step still runs under
