@@ -389,8 +389,8 @@ COMMENT ON FUNCTION dwa._start_elements(bigint, integer, integer, integer) IS
 -- step's input; each chunk after it is made (dwa._expand) as the one
 -- before runs out.  Every row made starts at once, so fe_next counts the
 -- rows made.  A submission of 100,000 elements made them all in one
--- statement (0.8 s) while the daemons waited for it to commit; a chunk
--- takes about 60 ms, made on a daemon's housekeeping connection while its
+-- statement (0.8-1 s) while the daemons waited for it to commit; a chunk
+-- takes 90-130 ms, made on a daemon's housekeeping connection while its
 -- other connections run the chunk before.
 CREATE OR REPLACE FUNCTION dwa._fe_chunk()
 RETURNS integer
