@@ -264,19 +264,17 @@ BEGIN
                         jsonb_typeof(arr) USING ERRCODE = '22023';
                 END IF;
                 n := jsonb_array_length(arr);
-                -- Chunked (see dwa._fe_chunk): the inputs of all the
-                -- elements go into the step's input, the first chunk's
-                -- rows are made.
+                -- The elements' inputs, rendered.  Chunked (see
+                -- dwa._fe_chunk): they all go into the step's input, and
+                -- the first chunk's rows are made.
                 chunked := s.fe_concurrency IS NULL AND n > dwa._fe_chunk();
-                IF chunked THEN
-                    IF (s.def ->> 'hasInput')::boolean THEN
-                        SELECT jsonb_agg(dwa._render(s.def -> 'input', ctx, e.v,
-                                                     (e.i - 1)::integer) ORDER BY e.i)
-                          INTO inp
-                          FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
-                    ELSE
-                        inp := arr;
-                    END IF;
+                IF (s.def ->> 'hasInput')::boolean THEN
+                    SELECT jsonb_agg(dwa._render(s.def -> 'input', ctx, e.v,
+                                                 (e.i - 1)::integer) ORDER BY e.i)
+                      INTO inp
+                      FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(v, i);
+                ELSE
+                    inp := arr;
                 END IF;
                 IF n > 0 THEN
                     WITH e AS (
@@ -289,12 +287,8 @@ BEGIN
                                s.queue, s.priority, s.backend, greatest(now(), t.run_at),
                                s.max_attempts,
                                s.timeout,
-                               CASE WHEN NOT chunked AND (s.def ->> 'hasInput')::boolean
-                                    THEN dwa._render(s.def -> 'input', ctx, e.v,
-                                                     (e.i - 1)::integer)
-                                    ELSE e.v END
-                          FROM jsonb_array_elements(CASE WHEN chunked THEN inp ELSE arr END)
-                               WITH ORDINALITY AS e(v, i)
+                               e.v
+                          FROM jsonb_array_elements(inp) WITH ORDINALITY AS e(v, i)
                          WHERE NOT chunked OR e.i <= dwa._fe_chunk()
                         RETURNING id, status, priority, run_after, task, queue, backend
                     )
@@ -409,16 +403,16 @@ CREATE OR REPLACE FUNCTION dwa._expand_wanted(p_id bigint, p_total integer,
 RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    unfinished integer := p_next - (p_total - p_remaining);  -- made, not finished
 BEGIN
     IF p_next >= p_total OR p_remaining <= 0 THEN
         RETURN;
     END IF;
-    IF p_next - (p_total - p_remaining) > 0 THEN
-        IF p_next - (p_total - p_remaining) <= dwa._fe_chunk() THEN
-            PERFORM pg_notify('dwa_expand', p_id::text);
-        END IF;
-    ELSE
+    IF unfinished <= 0 THEN
         PERFORM dwa._expand(p_id);
+    ELSIF unfinished <= dwa._fe_chunk() THEN
+        PERFORM pg_notify('dwa_expand', p_id::text);
     END IF;
 END
 $$;

@@ -182,6 +182,7 @@ DECLARE
     v_src text;
     v_join text;
     v_each text := '';
+    v_item text;
     v_slow_tasks bigint[];
     v_slow_steps integer[];
     v_id bigint;
@@ -348,6 +349,11 @@ BEGIN
         v_join := CASE WHEN cardinality(v_defs) = 1
             THEN '(VALUES (1)) AS d(no) ON t.steps IS NOT NULL'
             ELSE 'unnest($2::jsonb[]) WITH ORDINALITY AS d(steps, no) ON d.steps = t.steps' END;
+        -- An element's input (e: the element), rows made or kept in its
+        -- step's input (a chunked forEach).
+        v_item := format($f$CASE WHEN NOT t.has_input THEN e.v
+                                WHEN t.etmpl IS NULL THEN t.einput -> 0 ELSE %s END$f$,
+                         v_x.item_sql);
         IF v_x.has_each THEN
             -- forEach elements, as _make_ready creates them.
             v_each := format($f$
@@ -358,13 +364,12 @@ BEGIN
                                 THEN 'ready' ELSE 'waiting' END,
                            t.queue, t.priority, t.backend, greatest(now(), t.run_at),
                            0, '{}', '{}', NULL,
-                           CASE WHEN NOT t.has_input THEN e.v
-                                WHEN t.etmpl IS NULL THEN t.einput -> 0 ELSE %1$s END,
+                           %1$s,
                            t.max_attempts, t.timeout, NULL, NULL, NULL, NULL
                       FROM (%2$s) t,
                            jsonb_array_elements(t.val) WITH ORDINALITY AS e(v, i)
                      WHERE t.ok AND (e.i <= dwa._fe_chunk() OR t.fe_concurrency IS NOT NULL)$f$,
-                v_x.item_sql, format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql,
+                v_item, format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql,
                     v_join, 'p.mode = ''each'''));
         END IF;
         -- All the step rows in one statement, numbered in task order as
@@ -399,9 +404,7 @@ BEGIN
                                 WHEN t.mode = 'each' AND t.fe_concurrency IS NULL
                                      AND jsonb_array_length(t.val) > dwa._fe_chunk()
                                 THEN CASE WHEN NOT t.has_input THEN t.val
-                                          ELSE (SELECT jsonb_agg(CASE WHEN t.etmpl IS NULL
-                                                    THEN t.einput -> 0 ELSE %3$s END
-                                                    ORDER BY e.i)
+                                          ELSE (SELECT jsonb_agg(%3$s ORDER BY e.i)
                                                   FROM jsonb_array_elements(t.val)
                                                        WITH ORDINALITY AS e(v, i)) END
                                 END AS input,
@@ -426,7 +429,7 @@ BEGIN
             )
             SELECT array_agg(task_id), array_agg(step_index) FROM ins WHERE slow$f$,
             format(v_src, v_x.val_sql, v_x.miss_sql, v_x.item_miss_sql, v_join, 'true'),
-            v_each, v_x.item_sql)
+            v_each, v_item)
         INTO v_slow_tasks, v_slow_steps USING v_x.rows, v_defs;
 
         -- The roots left (templates without values, forEach arrays that

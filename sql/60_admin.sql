@@ -101,8 +101,8 @@ BEGIN
     SELECT c.id, c.priority, c.run_after, c.task, c.queue, c.backend FROM c;
     -- The cursors: the first element that still waits (those before it
     -- were started, now or before the task stopped).  A chunked step's
-    -- counts the rows made, all started; with none of them left to run,
-    -- its next chunk is made now.
+    -- counts the rows made, all started; its next chunk comes as after
+    -- the ends of its elements (now, with none made left to run).
     UPDATE dwa.steps p
        SET fe_next = coalesce((SELECT min(e.item_index) FROM dwa.steps e
                                 WHERE e.task_id = p.task_id AND e.step_index = p.step_index
@@ -110,10 +110,9 @@ BEGIN
                               p.fe_total)
      WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
        AND p.fe_concurrency IS NOT NULL AND p.status = 'running';
-    PERFORM dwa._expand(p.id) FROM dwa.steps p
+    PERFORM dwa._expand_wanted(p.id, p.fe_total, p.fe_remaining, p.fe_next) FROM dwa.steps p
      WHERE p.task_id = p_task_id AND p.item_index IS NULL AND p.fe_total IS NOT NULL
-       AND p.fe_concurrency IS NULL AND p.status = 'running' AND p.fe_next < p.fe_total
-       AND p.fe_next - (p.fe_total - p.fe_remaining) <= 0;
+       AND p.fe_concurrency IS NULL AND p.status = 'running';
 
     -- Every other step that did not succeed waits for its dependencies again.
     UPDATE dwa.steps s SET status = 'waiting', attempt = 0, error = NULL, run_id = NULL,

@@ -60,6 +60,21 @@ LANGUAGE sql AS $$
       FROM dwa.steps s WHERE s.task_id = pg_temp.id(p_task) AND s.item_index IS NOT NULL
 $$;
 CREATE TEMP TABLE k AS SELECT dwa._fe_chunk() AS chunk;
+-- stalled: submit p_name, a forEach of a chunk and p_more elements, and
+-- leave it as its ends would have with every element made finished and
+-- the next chunk not made.
+CREATE FUNCTION pg_temp.stalled(p_name text, p_more integer) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO ids
+    SELECT p_name, dwa.submit(jsonb_build_object('type', 'fc', 'steps', jsonb_build_array(
+        jsonb_build_object('id', 'e', 'task', 'fc.w',
+            'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, dwa._fe_chunk() + p_more) g)))));
+    DELETE FROM dwa.ready WHERE step_id IN (SELECT id FROM dwa.steps
+                                             WHERE task_id = pg_temp.id(p_name)
+                                               AND item_index IS NOT NULL);
+    UPDATE dwa.steps SET status = 'succeeded', output = '1'
+     WHERE task_id = pg_temp.id(p_name) AND item_index IS NOT NULL;
+    UPDATE dwa.steps SET fe_remaining = p_more WHERE id = (pg_temp.parent(p_name)).id;
+$$;
 
 -- ---------------------------------------------------------------------
 -- Submitted: the first chunk made, ready; every element in the step's
@@ -244,15 +259,7 @@ SELECT results_eq($$SELECT * FROM pg_temp.made('fail')$$,
 -- Cancelled with every element made finished and more to make (set here
 -- as the ends would have left it, the next chunk not yet made): a retry
 -- makes it.
-INSERT INTO ids
-SELECT 'cr', dwa.submit(jsonb_build_object('type', 'fc', 'steps', jsonb_build_array(
-    jsonb_build_object('id', 'e', 'task', 'fc.w',
-        'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, (SELECT chunk + 4 FROM k)) g)))));
-DELETE FROM dwa.ready WHERE step_id IN (SELECT id FROM dwa.steps
-                                         WHERE task_id = pg_temp.id('cr') AND item_index IS NOT NULL);
-UPDATE dwa.steps SET status = 'succeeded', output = '1'
- WHERE task_id = pg_temp.id('cr') AND item_index IS NOT NULL;
-UPDATE dwa.steps SET fe_remaining = 4 WHERE id = (pg_temp.parent('cr')).id;
+SELECT pg_temp.stalled('cr', 4);
 SELECT ok(dwa.cancel(pg_temp.id('cr')), 'a chunked forEach with every element made finished cancelled');
 SELECT is(dwa._expand((pg_temp.parent('cr')).id), 0, '... nothing made once cancelled');
 SELECT ok(dwa.retry(pg_temp.id('cr')), '... retried');
@@ -263,15 +270,7 @@ SELECT results_eq($$SELECT * FROM pg_temp.made('cr')$$,
 -- The reaper: a step with every element made finished and more to make
 -- (its maker's transaction did not commit) gets its next chunk.
 
-INSERT INTO ids
-SELECT 'reap', dwa.submit(jsonb_build_object('type', 'fc', 'steps', jsonb_build_array(
-    jsonb_build_object('id', 'e', 'task', 'fc.w',
-        'forEach', (SELECT jsonb_agg(g) FROM generate_series(1, (SELECT chunk + 7 FROM k)) g)))));
-DELETE FROM dwa.ready WHERE step_id IN (SELECT id FROM dwa.steps
-                                         WHERE task_id = pg_temp.id('reap') AND item_index IS NOT NULL);
-UPDATE dwa.steps SET status = 'succeeded', output = '1'
- WHERE task_id = pg_temp.id('reap') AND item_index IS NOT NULL;
-UPDATE dwa.steps SET fe_remaining = 7 WHERE id = (pg_temp.parent('reap')).id;
+SELECT pg_temp.stalled('reap', 7);
 SELECT is(dwa._reap(), 0, 'the reaper requeues no run');
 SELECT results_eq($$SELECT * FROM pg_temp.made('reap')$$,
     $$SELECT chunk::bigint + 7, 7::bigint FROM k$$, '... but makes the stalled step''s rest, ready');
